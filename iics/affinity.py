@@ -1,0 +1,84 @@
+"""Inter-camera affinity: soft Jaccard similarity of class probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Upper bound on the elements of the (rows x n x dims) temporary, per device type.
+MAX_CHUNK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 27}
+
+
+def _to_tensor(x, dtype=None, device=None) -> torch.Tensor:
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+    return t.to(device=device if device is not None else t.device, dtype=dtype or t.dtype)
+
+
+def _float(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def jaccard_similarity(probs):
+    """Soft Jaccard of the rows: ``sum_k min(p_ik, p_jk) / sum_k max(p_ik, p_jk)`` (0 if 0/0).
+
+    ``probs`` is ``n x c`` and non-negative. numpy in -> numpy out, torch in -> torch out.
+    Computed in row chunks; ``sum max = sum p_i + sum p_j - sum min``.
+    """
+    is_torch = isinstance(probs, torch.Tensor)
+    p = _float(_to_tensor(probs))
+    if p.ndim != 2:
+        raise ValueError(f"probs must be 2-D (n x classes), got shape {tuple(p.shape)}")
+    if not torch.isfinite(p).all():
+        raise ValueError("probs must contain only finite values")
+    if (p < 0).any():
+        raise ValueError("probs must be non-negative")
+    n, c = p.shape
+    out = torch.empty((n, n), dtype=p.dtype, device=p.device)
+    total = p.sum(dim=1)
+    budget = MAX_CHUNK_ELEMENTS.get(p.device.type, MAX_CHUNK_ELEMENTS["cpu"])
+    step = max(1, budget // max(1, n * c))
+    with torch.no_grad():
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            smin = torch.minimum(p[s:e, None, :], p[None, :, :]).sum(dim=-1)
+            smax = total[s:e, None] + total[None, :] - smin
+            pos = smax > 0
+            ratio = smin / torch.where(pos, smax, torch.ones_like(smax))
+            out[s:e] = torch.where(pos, ratio, torch.zeros_like(ratio)).clamp_(0.0, 1.0)
+    return out if is_torch else out.numpy()
+
+
+def inter_camera_distance(features, probs, cams, mu: float):
+    """``1 - cos(f_i, f_j) - mu * J_ij`` for pairs from different cameras, ``1 - cos`` otherwise.
+
+    ``features`` (n x d) are L2-normalised here; ``J`` is :func:`jaccard_similarity` of
+    ``probs`` (n x c). Output follows the type and device of ``features``.
+    """
+    is_torch = isinstance(features, torch.Tensor)
+    f = _float(_to_tensor(features))
+    if f.ndim != 2:
+        raise ValueError(f"features must be 2-D, got shape {tuple(f.shape)}")
+    n = f.shape[0]
+    p = _to_tensor(probs, device=f.device)
+    c = _to_tensor(cams, device=f.device).reshape(-1)
+    if p.ndim != 2 or p.shape[0] != n:
+        raise ValueError(f"probs must have {n} rows, got shape {tuple(p.shape)}")
+    if c.shape[0] != n:
+        raise ValueError(f"cams must have {n} entries, got {c.shape[0]}")
+    with torch.no_grad():
+        f = F.normalize(f, dim=1)
+        dist = 1.0 - f @ f.T
+        jac = jaccard_similarity(p).to(dist.dtype)
+        jac.masked_fill_(c[:, None] == c[None, :], 0.0)
+        dist.sub_(jac, alpha=float(mu))
+    return dist if is_torch else dist.numpy()
+
+
+def mu_schedule(mu: float, t: float, T: float) -> float:
+    """Decayed Jaccard weight ``mu * (1 - t / T) ** 0.6`` for step ``0 <= t <= T``."""
+    if T <= 0:
+        raise ValueError(f"T must be positive, got {T}")
+    if not 0 <= t <= T:
+        raise ValueError(f"t must be in [0, T={T}], got {t}")
+    return float(mu) * (1.0 - float(t) / float(T)) ** 0.6

@@ -1,0 +1,111 @@
+"""Batched image preprocessing and training augmentation on tensors.
+
+Images travel as uint8 tensors (N, H, W, 3) straight from the image cache; everything here runs
+on whatever device they are on, for a whole batch at once (no per-image Python work).
+"""
+from __future__ import annotations
+
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The reference fills erased rectangles with these constants in the normalised space.
+ERASE_FILL = (0.4914, 0.4822, 0.4465)
+
+
+def to_chw(images: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) -> (N, 3, H, W), same dtype."""
+    return images.permute(0, 3, 1, 2)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float (N, 3, H, W) scaled to [0, 1] and ImageNet-normalised."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x.float() / 255.0 - mean) / std
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Mirror each image of (N, C, H, W) left-right with probability p."""
+    flip = torch.rand(x.shape[0], generator=generator, device=generator.device) < p
+    return torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def random_pad_crop(x: torch.Tensor, generator: torch.Generator, pad: int) -> torch.Tensor:
+    """Zero-pad every side of (N, C, H, W) by `pad` pixels, then crop back at a random offset."""
+    if pad <= 0:
+        return x
+    n, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=generator.device)
+    top, left = offsets.to(x.device)
+    rows = (top[:, None] + torch.arange(h, device=x.device)).view(n, 1, h, 1)
+    cols = (left[:, None] + torch.arange(w, device=x.device)).view(n, 1, 1, w)
+    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    channel = torch.arange(c, device=x.device).view(1, c, 1, 1)
+    return padded[batch, channel, rows, cols]
+
+
+def random_erasing(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    p: float = 0.5,
+    area: tuple[float, float] = (0.02, 0.4),
+    min_aspect: float = 0.3,
+    attempts: int = 10,
+) -> torch.Tensor:
+    """Fill one random rectangle per image (with probability p) with ERASE_FILL.
+
+    Rectangle area is uniform in `area` x H x W and aspect ratio h/w uniform in
+    [min_aspect, 1/min_aspect]; like the reference, a draw that does not fit is retried (here:
+    `attempts` draws at once, the first that fits is used; an image with none that fits is kept).
+    """
+    n, c, h, w = x.shape
+    dev = generator.device
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, attempts, generator=generator, device=dev)
+
+    target_area = uniform(*area) * (h * w)
+    aspect = uniform(min_aspect, 1.0 / min_aspect)
+    eh = torch.sqrt(target_area * aspect).round().long()
+    ew = torch.sqrt(target_area / aspect).round().long()
+    fits = (eh < h) & (ew < w) & (eh > 0) & (ew > 0)
+    first = torch.argmax(fits.int(), dim=1)
+    chosen = torch.arange(n, device=dev)
+    eh, ew, fits = eh[chosen, first], ew[chosen, first], fits[chosen, first]
+    apply = fits & (torch.rand(n, generator=generator, device=dev) < p)
+    top = (torch.rand(n, generator=generator, device=dev) * (h - eh + 1).clamp(min=1)).long()
+    left = (torch.rand(n, generator=generator, device=dev) * (w - ew + 1).clamp(min=1)).long()
+
+    top, left, eh, ew, apply = (t.to(x.device) for t in (top, left, eh, ew, apply))
+    ys = torch.arange(h, device=x.device).view(1, h, 1)
+    xs = torch.arange(w, device=x.device).view(1, 1, w)
+    inside = (
+        (ys >= top.view(n, 1, 1)) & (ys < (top + eh).view(n, 1, 1))
+        & (xs >= left.view(n, 1, 1)) & (xs < (left + ew).view(n, 1, 1))
+        & apply.view(n, 1, 1)
+    )
+    fill = torch.tensor(ERASE_FILL, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return torch.where(inside.unsqueeze(1), fill, x)
+
+
+def train_transform(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    pad: int = 10,
+    flip_p: float = 0.5,
+    erasing_p: float = 0.5,
+) -> torch.Tensor:
+    """The reference's training augmentation, batched: uint8 (N, H, W, 3) -> normalised float
+    (N, 3, H, W) after random flip, zero-pad-and-crop, normalisation and random erasing."""
+    x = to_chw(images)
+    x = random_flip(x, generator, flip_p)
+    x = random_pad_crop(x, generator, pad)
+    x = normalize(x)
+    return random_erasing(x, generator, erasing_p) if erasing_p > 0 else x
+
+
+def eval_transform(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> normalised float (N, 3, H, W), no augmentation."""
+    return normalize(to_chw(images))

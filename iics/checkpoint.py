@@ -1,0 +1,64 @@
+"""Saving and loading backbones between pipeline stages."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from iics.models import build_backbone
+
+
+def save_backbone(model: nn.Module, name: str, path: str | os.PathLike, heads: list[nn.Module] | None = None) -> None:
+    """Write the backbone (and optionally classifier heads) atomically to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "backbone": name,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    if heads is not None:
+        payload["heads"] = [
+            {"num_classes": h.classifier.out_features, "state_dict": {k: v.detach().cpu() for k, v in h.state_dict().items()}}
+            for h in heads
+        ]
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _read(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found (expected a file written by an earlier stage)")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or "backbone" not in payload or "state_dict" not in payload:
+        raise ValueError(f"{path}: not an iics checkpoint (expected keys 'backbone' and 'state_dict')")
+    return payload
+
+
+def load_backbone(path: str | os.PathLike, expected_name: str | None = None) -> tuple[nn.Module, str]:
+    """Rebuild the backbone stored in `path`; returns (model, backbone name)."""
+    payload = _read(path)
+    name = payload["backbone"]
+    if expected_name is not None and name != expected_name:
+        raise ValueError(f"{path}: holds a {name!r} backbone but the configuration asks for {expected_name!r}")
+    model = build_backbone(name)
+    model.load_state_dict(payload["state_dict"])
+    return model, name
+
+
+def load_heads(path: str | os.PathLike, feature_dim: int) -> list[nn.Module]:
+    """Rebuild the classifier heads stored beside a backbone in `path`."""
+    from iics.models import ClassifierHead
+
+    payload = _read(path)
+    if "heads" not in payload:
+        raise ValueError(f"{path}: checkpoint has no classifier heads (expected an intra-camera model)")
+    heads = []
+    for entry in payload["heads"]:
+        head = ClassifierHead(feature_dim, entry["num_classes"])
+        head.load_state_dict(entry["state_dict"])
+        heads.append(head)
+    return heads

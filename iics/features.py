@@ -1,0 +1,58 @@
+"""Flip-averaged features of a backbone over the uint8 image cache."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from iics.augment import eval_transform
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    images: np.ndarray | torch.Tensor,
+    device: torch.device,
+    batch_size: int = 256,
+    progress: bool = True,
+    desc: str = "features",
+) -> torch.Tensor:
+    """Average of the model's features for each image and its mirror image, shape (N, D), on CPU.
+
+    `images` is the uint8 cache (N, H, W, 3). The features are NOT normalised: the classifier
+    heads take them as they are; use `l2_normalize` for distances.
+    """
+    model.eval().to(device)
+    out = []
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
+        batch = torch.as_tensor(np.asarray(images[start:start + batch_size])).to(device)
+        x = eval_transform(batch)
+        feats = (model(x) + model(x.flip(-1))) / 2
+        out.append(feats.float().cpu())
+    if not out:
+        raise ValueError("extract_features: no images")
+    return torch.cat(out)
+
+
+def l2_normalize(features: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length."""
+    return torch.nn.functional.normalize(features, dim=1)
+
+
+def cosine_distance(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """1 - cosine similarity between the rows of a and b (b = a when omitted)."""
+    a = l2_normalize(a)
+    b = a if b is None else l2_normalize(b)
+    return (1.0 - a @ b.T).clamp_(min=0.0)
+
+
+@torch.no_grad()
+def camera_head_probabilities(features: torch.Tensor, heads: list[nn.Module], device: torch.device) -> torch.Tensor:
+    """Concatenated softmax outputs of all camera heads for each (un-normalised) feature row."""
+    probs = []
+    x = features.to(device)
+    for head in heads:
+        head.eval().to(device)
+        probs.append(torch.softmax(head(x).float(), dim=1).cpu())
+    return torch.cat(probs, dim=1)

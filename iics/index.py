@@ -1,0 +1,37 @@
+"""The prepared dataset index (`index.csv`: image, pid, camid, split)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ("image", "pid", "camid", "split")
+SPLITS = ("train", "query", "gallery")
+
+
+def read_index(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate an index.csv; row order matches the image cache."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: index not found (run the extract stage first)")
+    index = pd.read_csv(path)
+    missing = [c for c in COLUMNS if c not in index.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; expected {list(COLUMNS)}")
+    unknown = sorted(set(index["split"]) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"{path}: unknown split values {unknown}; expected {list(SPLITS)}")
+    return index
+
+
+def split_rows(index: pd.DataFrame, split: str) -> np.ndarray:
+    """Row positions (into the image cache) of one split."""
+    return np.flatnonzero(index["split"].to_numpy() == split)
+
+
+def camera_positions(camids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map camera ids to 0..C-1. Returns (sorted unique camera ids, position of each row)."""
+    cameras, positions = np.unique(np.asarray(camids), return_inverse=True)
+    return cameras, positions.astype(np.int64)

@@ -1,0 +1,21 @@
+"""Batch-hard triplet loss."""
+from __future__ import annotations
+
+import torch
+
+
+def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: float = 0.3) -> torch.Tensor:
+    """Mean over anchors of max(0, hardest positive - hardest negative + margin).
+
+    Distances are Euclidean between the rows of `features`. Anchors without a positive (other
+    than themselves) or without a negative use 0 for the missing term's distance / are skipped.
+    """
+    features = features.float()
+    dist = torch.cdist(features, features).clamp(min=1e-12)
+    same = labels.view(-1, 1) == labels.view(1, -1)
+    hardest_positive = torch.where(same, dist, torch.zeros_like(dist)).max(dim=1).values
+    hardest_negative = torch.where(same, torch.full_like(dist, float("inf")), dist).min(dim=1).values
+    valid = torch.isfinite(hardest_negative)
+    if not valid.any():
+        return features.sum() * 0.0
+    return torch.relu(hardest_positive[valid] - hardest_negative[valid] + margin).mean()

@@ -1,0 +1,47 @@
+"""Backbones (ResNet with optional AIBN), classifier head and weight loading."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from .aibn import AIBN2d
+from .heads import ClassifierHead
+from .resnet import ResNet, resnet18, resnet50
+from .weights import load_imagenet_weights
+
+_REGISTRY: dict[str, Callable[[], ResNet]] = {
+    "resnet18": lambda: resnet18(aibn=False),
+    "resnet18_aibn": lambda: resnet18(aibn=True),
+    "resnet50": lambda: resnet50(aibn=False),
+    "resnet50_aibn": lambda: resnet50(aibn=True),
+}
+
+BACKBONES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def build_backbone(name: str, weights: str | None = None) -> nn.Module:
+    """Build backbone ``name``; if ``weights`` is given, load that ImageNet state dict."""
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown backbone {name!r}; valid names: {', '.join(BACKBONES)}"
+        ) from None
+    model = factory()
+    if weights is not None:
+        load_imagenet_weights(model, weights)
+    return model
+
+
+__all__ = [
+    "AIBN2d",
+    "BACKBONES",
+    "ClassifierHead",
+    "ResNet",
+    "build_backbone",
+    "load_imagenet_weights",
+    "resnet18",
+    "resnet50",
+]

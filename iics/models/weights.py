@@ -1,0 +1,88 @@
+"""Loading torchvision-format ImageNet checkpoints into the backbones."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Iterable
+
+import torch
+from torch import nn
+
+_MAX_LISTED = 10
+
+
+def _is_ignored(key: str) -> bool:
+    """Checkpoint keys that are dropped before matching (classifier, BN counters)."""
+    return key.startswith("fc.") or key.endswith("num_batches_tracked")
+
+
+def _may_be_missing(key: str) -> bool:
+    """Model keys the checkpoint need not provide (AIBN mixing weights)."""
+    return key == "alpha" or key.endswith(".alpha")
+
+
+def _summarise(items: Iterable[str]) -> str:
+    items = list(items)
+    shown = ", ".join(items[:_MAX_LISTED])
+    if len(items) > _MAX_LISTED:
+        shown += f", ... (+{len(items) - _MAX_LISTED} more)"
+    return f"[{shown}]"
+
+
+def _read_state_dict(path: str) -> Mapping[str, torch.Tensor]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"ImageNet weights not found: {path!r} (expected a torchvision-format "
+            "ResNet state dict saved with torch.save)"
+        )
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, Mapping):
+        for wrapper in ("state_dict", "model"):
+            inner = obj.get(wrapper)
+            if isinstance(inner, Mapping):
+                obj = inner
+                break
+    if not isinstance(obj, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise ValueError(
+            f"{path}: expected a torchvision-format state dict (mapping of names to "
+            f"tensors), got {type(obj).__name__}"
+        )
+    return obj
+
+
+def load_imagenet_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Copy a torchvision-format state dict from ``path`` into ``model`` in place.
+
+    ``fc.*`` and ``num_batches_tracked`` entries are ignored; AIBN ``alpha``
+    parameters may be absent (they keep their initial value). Any other missing
+    or unexpected key, or a shape mismatch, raises ``ValueError``. BatchNorm
+    entries load into AIBN layers under the same names. Returns ``model``.
+    """
+    path = os.fspath(path)
+    source = {k: v for k, v in _read_state_dict(path).items() if not _is_ignored(k)}
+    target = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+    missing = [k for k in target if k not in source and not _may_be_missing(k)]
+    unexpected = [k for k in source if k not in target]
+    mismatched = [
+        f"{k} (checkpoint {tuple(source[k].shape)} vs model {tuple(target[k].shape)})"
+        for k in target
+        if k in source and source[k].shape != target[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys {_summarise(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys {_summarise(unexpected)}")
+        if mismatched:
+            parts.append(f"{len(mismatched)} shape mismatches {_summarise(mismatched)}")
+        raise ValueError(
+            f"{path}: checkpoint does not match the model: " + "; ".join(parts)
+        )
+
+    model.load_state_dict(source, strict=False)
+    return model

@@ -1,0 +1,49 @@
+"""Batch samplers for the two training stages."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def per_camera_batches(camids: np.ndarray, batch_per_camera: int, rng: np.random.Generator) -> list[list[np.ndarray]]:
+    """One epoch of intra-camera batches.
+
+    Each iteration holds `batch_per_camera` shuffled image indices from every camera; the epoch
+    ends when the smallest camera runs out (incomplete batches are dropped).
+    Returns a list of iterations, each a list of index arrays in camera order (sorted camera ids).
+    """
+    cameras = np.unique(camids)
+    shuffled = [rng.permutation(np.flatnonzero(camids == c)) for c in cameras]
+    iterations = min(len(s) for s in shuffled) // batch_per_camera
+    if iterations == 0:
+        raise ValueError(
+            f"every camera needs at least {batch_per_camera} training images for one intra-camera batch; "
+            f"smallest camera has {min(len(s) for s in shuffled)}"
+        )
+    return [
+        [s[i * batch_per_camera:(i + 1) * batch_per_camera] for s in shuffled]
+        for i in range(iterations)
+    ]
+
+
+def pk_batches(labels: np.ndarray, ids_per_batch: int, images_per_id: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch of PK batches: `ids_per_batch` pseudo-identities x `images_per_id` images.
+
+    Identities are visited once per epoch in random order; one with fewer images than
+    `images_per_id` is sampled with replacement. The last incomplete group of identities is dropped.
+    """
+    ids = np.unique(labels)
+    if len(ids) < ids_per_batch:
+        raise ValueError(
+            f"PK sampling needs at least {ids_per_batch} pseudo-identities, got {len(ids)}: "
+            "the clustering merged too much (lower the clustering threshold) or ids_per_batch is too large"
+        )
+    members = {i: np.flatnonzero(labels == i) for i in ids}
+    order = rng.permutation(ids)
+    batches = []
+    for b in range(len(order) // ids_per_batch):
+        chosen = []
+        for pid in order[b * ids_per_batch:(b + 1) * ids_per_batch]:
+            pool = members[pid]
+            chosen.append(rng.choice(pool, size=images_per_id, replace=len(pool) < images_per_id))
+        batches.append(np.concatenate(chosen))
+    return batches

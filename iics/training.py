@@ -1,0 +1,139 @@
+"""The two IICS training steps: intra-camera (one head per camera) and inter-camera (one head, PK
+batches, cross-entropy + batch-hard triplet)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from iics.augment import train_transform
+from iics.losses import batch_hard_triplet
+from iics.runtime import make_generator
+from iics.sampling import per_camera_batches, pk_batches
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """SGD settings: heads use `lr`, the backbone `lr * backbone_lr_scale`."""
+
+    lr: float
+    backbone_lr_scale: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+
+    def build(self, backbone: nn.Module, heads: list[nn.Module]) -> torch.optim.SGD:
+        head_params = [p for h in heads for p in h.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in backbone.parameters() if p.requires_grad], "lr": self.lr * self.backbone_lr_scale},
+            {"params": head_params, "lr": self.lr},
+        ]
+        return torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation settings (see iics.augment.train_transform)."""
+
+    pad: int = 10
+    flip_p: float = 0.5
+    erasing_p: float = 0.5
+
+
+def _as_device_images(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(images)).to(device)
+
+
+def train_intra_camera(
+    backbone: nn.Module,
+    heads: list[nn.Module],
+    images: np.ndarray,
+    camera_index: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epochs: int,
+    batch_per_camera: int,
+    optimizer: Optimizer,
+    augment: Augment,
+    device: torch.device,
+    seed: int,
+    progress: bool = True,
+) -> list[float]:
+    """Intra-camera training; returns the mean loss of each epoch.
+
+    `camera_index[i]` is the position (0..C-1) of image i's camera in `heads`; `labels[i]` its
+    pseudo-label within that camera. Each iteration forwards every camera's batch through the
+    backbone separately (batch statistics stay per camera), sums the per-camera cross-entropy
+    losses and takes one SGD step.
+    """
+    if len(heads) != int(camera_index.max()) + 1:
+        raise ValueError(f"{len(heads)} heads for {int(camera_index.max()) + 1} cameras")
+    rng = np.random.default_rng(seed)
+    generator = make_generator(seed, device)
+    pixels = _as_device_images(images, device)
+    targets = torch.as_tensor(labels, dtype=torch.long, device=device)
+    backbone.to(device).train()
+    for head in heads:
+        head.to(device).train()
+    sgd = optimizer.build(backbone, heads)
+    epoch_losses = []
+    for epoch in range(epochs):
+        iterations = per_camera_batches(camera_index, batch_per_camera, rng)
+        total = 0.0
+        for batch in tqdm(iterations, desc=f"intra epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
+            loss = 0.0
+            for head, idx in zip(heads, batch):
+                idx_t = torch.as_tensor(idx, device=device)
+                x = train_transform(pixels[idx_t], generator, augment.pad, augment.flip_p, augment.erasing_p)
+                loss = loss + nn.functional.cross_entropy(head(backbone(x)), targets[idx_t])
+            sgd.zero_grad(set_to_none=True)
+            loss.backward()
+            sgd.step()
+            total += float(loss.detach())
+        epoch_losses.append(total / len(iterations))
+    return epoch_losses
+
+
+def train_inter_camera(
+    backbone: nn.Module,
+    head: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epochs: int,
+    ids_per_batch: int,
+    images_per_id: int,
+    margin: float,
+    optimizer: Optimizer,
+    augment: Augment,
+    device: torch.device,
+    seed: int,
+    progress: bool = True,
+) -> list[float]:
+    """Inter-camera training with PK batches; loss = cross-entropy + batch-hard triplet on the
+    pooled backbone features. Returns the mean loss of each epoch."""
+    rng = np.random.default_rng(seed)
+    generator = make_generator(seed, device)
+    pixels = _as_device_images(images, device)
+    targets = torch.as_tensor(labels, dtype=torch.long, device=device)
+    backbone.to(device).train()
+    head.to(device).train()
+    sgd = optimizer.build(backbone, [head])
+    epoch_losses = []
+    for epoch in range(epochs):
+        batches = pk_batches(labels, ids_per_batch, images_per_id, rng)
+        total = 0.0
+        for idx in tqdm(batches, desc=f"inter epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
+            idx_t = torch.as_tensor(idx, device=device)
+            x = train_transform(pixels[idx_t], generator, augment.pad, augment.flip_p, augment.erasing_p)
+            features = backbone(x)
+            y = targets[idx_t]
+            loss = nn.functional.cross_entropy(head(features), y) + batch_hard_triplet(features, y, margin)
+            sgd.zero_grad(set_to_none=True)
+            loss.backward()
+            sgd.step()
+            total += float(loss.detach())
+        epoch_losses.append(total / len(batches))
+    return epoch_losses

@@ -1,0 +1,65 @@
+"""What every stage script shares: reading params.yaml, the artifact layout, writing JSON."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAMS = ROOT / "params.yaml"
+RUNS = ROOT / "runs"
+METRICS = ROOT / "metrics"
+
+
+def load_params() -> dict:
+    with open(PARAMS) as f:
+        return yaml.safe_load(f)
+
+
+def dataset_dir(params: dict) -> Path:
+    return ROOT / "data" / params["dataset"]["name"]
+
+
+def prepared_dir(params: dict) -> Path:
+    return dataset_dir(params) / "prepared"
+
+
+def round_dir(round_id: str) -> Path:
+    path = RUNS / round_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def round_metrics_dir(round_id: str) -> Path:
+    path = METRICS / "rounds" / round_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def round_position(params: dict, round_id: str) -> tuple[int, int]:
+    """(t, T): the round's 0-based position and the total number of rounds."""
+    rounds = params["rounds"]
+    if round_id not in rounds:
+        raise SystemExit(f"params.yaml: round {round_id!r} is not listed under `rounds`")
+    return int(rounds[round_id]["t"]), len(rounds)
+
+
+def stage_seed(params: dict, t: int, offset: int) -> int:
+    """A distinct, reproducible seed for each stage of each round."""
+    return int(params["model"]["seed"]) * 100_003 + t * 101 + offset
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def show_progress() -> bool:
+    """Progress bars on an interactive terminal; quiet logs otherwise (CI, files)."""
+    return os.environ.get("IICS_PROGRESS", "auto") == "1" or (
+        os.environ.get("IICS_PROGRESS", "auto") == "auto" and os.isatty(2)
+    )

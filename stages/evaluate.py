@@ -1,0 +1,37 @@
+"""Stage `evaluate@<round>`: query/gallery mAP and CMC of a round's model."""
+from __future__ import annotations
+
+import argparse
+
+from common import load_params, prepared_dir, round_dir, round_metrics_dir, show_progress, write_json
+
+from iics.checkpoint import load_backbone
+from iics.evaluation import evaluate
+from iics.features import cosine_distance, extract_features
+from iics.image_cache import load_image_cache
+from iics.index import read_index, split_rows
+from iics.runtime import resolve_device
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("round")
+    args = parser.parse_args()
+    params = load_params()
+    device = resolve_device(params["device"])
+    index = read_index(prepared_dir(params) / "index.csv")
+    images = load_image_cache(prepared_dir(params) / "images.npy")
+    backbone, _ = load_backbone(round_dir(args.round) / "model.pt", params["model"]["backbone"])
+    query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
+    batch = params["features"]["batch_size"]
+    q = extract_features(backbone, images[query], device, batch, progress=show_progress(), desc="query")
+    g = extract_features(backbone, images[gallery], device, batch, progress=show_progress(), desc="gallery")
+    pids, cams = index["pid"].to_numpy(), index["camid"].to_numpy()
+    scores = evaluate(cosine_distance(q, g), pids[query], pids[gallery], cams[query], cams[gallery])
+    scores = {k: round(float(v), 2) for k, v in scores.items()}
+    write_json(round_metrics_dir(args.round) / "eval.json", scores)
+    print(f"evaluate {args.round}: " + "  ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+
+
+if __name__ == "__main__":
+    main()

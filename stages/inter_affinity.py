@@ -1,0 +1,55 @@
+"""Stage `inter_affinity@<round>`: cross-camera distance with classifier-output Jaccard -> pseudo-labels."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from common import load_params, prepared_dir, round_dir, round_metrics_dir, round_position, show_progress, write_json
+from params_io import inter_cut, reranking
+
+from iics.affinity import mu_schedule
+from iics.checkpoint import load_backbone, load_heads
+from iics.diagnostics import pseudo_label_quality
+from iics.features import camera_head_probabilities, extract_features
+from iics.image_cache import load_image_cache
+from iics.index import camera_positions, read_index, split_rows
+from iics.pseudo_labels import inter_camera_labels
+from iics.runtime import resolve_device
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("round")
+    args = parser.parse_args()
+    params = load_params()
+    labels_path = round_dir(args.round) / "inter_labels.npy"
+    metrics_path = round_metrics_dir(args.round) / "inter.json"
+    if not params["inter"]["enabled"]:
+        np.save(labels_path, np.zeros(0, dtype=np.int64))
+        write_json(metrics_path, {"enabled": False})
+        print(f"inter_affinity {args.round}: inter-camera stage disabled (inter.enabled: false)")
+        return
+
+    t, total = round_position(params, args.round)
+    device = resolve_device(params["device"])
+    index = read_index(prepared_dir(params) / "index.csv")
+    train = split_rows(index, "train")
+    _, camera_index = camera_positions(index["camid"].to_numpy()[train])
+    images = load_image_cache(prepared_dir(params) / "images.npy")[train]
+    model_path = round_dir(args.round) / "intra_model.pt"
+    backbone, _ = load_backbone(model_path, params["model"]["backbone"])
+    heads = load_heads(model_path, backbone.feature_dim)
+    features = extract_features(backbone, images, device, params["features"]["batch_size"], progress=show_progress())
+    probabilities = camera_head_probabilities(features, heads, device)
+    mu_t = mu_schedule(params["inter"]["mu"], t, total)
+    labels = inter_camera_labels(features, probabilities, camera_index, mu_t, inter_cut(params), reranking(params))
+    np.save(labels_path, labels)
+
+    # Diagnostics only: ground-truth ids never reach training.
+    quality = pseudo_label_quality(labels, index["pid"].to_numpy()[train])
+    write_json(metrics_path, {"enabled": True, "mu_t": mu_t, **quality})
+    print(f"inter_affinity {args.round}: {quality['num_clusters']} clusters, NMI {quality['nmi']:.3f}, mu_t {mu_t:.4f}")
+
+
+if __name__ == "__main__":
+    main()

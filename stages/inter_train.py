@@ -1,0 +1,57 @@
+"""Stage `inter_train@<round>`: train on cross-camera pseudo-labels; writes the round's model."""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from common import load_params, prepared_dir, round_dir, round_metrics_dir, round_position, show_progress, stage_seed, write_json
+from params_io import augment, optimizer
+
+from iics.checkpoint import load_backbone, save_backbone
+from iics.image_cache import load_image_cache
+from iics.index import read_index, split_rows
+from iics.models import ClassifierHead
+from iics.runtime import resolve_device, seed_everything
+from iics.training import train_inter_camera
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("round")
+    args = parser.parse_args()
+    params = load_params()
+    t, _ = round_position(params, args.round)
+    backbone, name = load_backbone(round_dir(args.round) / "intra_model.pt", params["model"]["backbone"])
+    out = round_dir(args.round) / "model.pt"
+    metrics_path = round_metrics_dir(args.round) / "inter_train.json"
+    cfg = params["inter"]
+    if not cfg["enabled"]:
+        save_backbone(backbone, name, out)
+        write_json(metrics_path, {"enabled": False})
+        print(f"inter_train {args.round}: inter-camera stage disabled; the round's model is the intra-camera one")
+        return
+
+    seed = stage_seed(params, t, 2)
+    seed_everything(seed)
+    device = resolve_device(params["device"])
+    index = read_index(prepared_dir(params) / "index.csv")
+    train = split_rows(index, "train")
+    images = load_image_cache(prepared_dir(params) / "images.npy")[train]
+    labels = np.load(round_dir(args.round) / "inter_labels.npy")
+    head = ClassifierHead(backbone.feature_dim, int(labels.max()) + 1)
+    start = time.perf_counter()
+    losses = train_inter_camera(
+        backbone, head, images, labels,
+        epochs=cfg["epochs"], ids_per_batch=cfg["ids_per_batch"], images_per_id=cfg["images_per_id"],
+        margin=cfg["margin"], optimizer=optimizer(cfg), augment=augment(params),
+        device=device, seed=seed, progress=show_progress(),
+    )
+    seconds = time.perf_counter() - start
+    save_backbone(backbone, name, out)
+    write_json(metrics_path, {"enabled": True, "loss": losses[-1]})
+    print(f"inter_train {args.round}: losses {[round(x, 3) for x in losses]} in {seconds:.1f}s on {device}")
+
+
+if __name__ == "__main__":
+    main()

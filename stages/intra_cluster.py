@@ -1,0 +1,38 @@
+"""Stage `intra_cluster@<round>`: per-camera re-ranking + agglomerative clustering -> pseudo-labels."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from common import load_params, prepared_dir, round_dir, round_metrics_dir, write_json
+
+from iics.diagnostics import pseudo_label_quality
+from iics.index import camera_positions, read_index, split_rows
+from iics.pseudo_labels import intra_camera_labels
+from params_io import intra_cut, reranking
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("round")
+    args = parser.parse_args()
+    params = load_params()
+    index = read_index(prepared_dir(params) / "index.csv")
+    train = index.iloc[split_rows(index, "train")]
+    cameras, camera_index = camera_positions(train["camid"].to_numpy())
+    features = torch.from_numpy(np.load(round_dir(args.round) / "features.npy"))
+    labels = intra_camera_labels(features, camera_index, intra_cut(params), reranking(params))
+    np.save(round_dir(args.round) / "intra_labels.npy", labels)
+
+    # Diagnostics only: ground-truth ids never reach training.
+    combined_pred = camera_index * (labels.max() + 1) + labels
+    combined_true = camera_index * (train["pid"].max() + 1) + train["pid"].to_numpy()
+    quality = pseudo_label_quality(combined_pred, combined_true)
+    per_camera = {f"c{cam}": int(labels[camera_index == i].max() + 1) for i, cam in enumerate(cameras)}
+    write_json(round_metrics_dir(args.round) / "intra.json", {"clusters_per_camera": per_camera, **quality})
+    print(f"intra {args.round}: clusters per camera {per_camera}, NMI {quality['nmi']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Stage `intra_train@<round>`: train the previous round's backbone with one head per camera."""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from common import load_params, prepared_dir, round_dir, round_metrics_dir, round_position, show_progress, stage_seed, write_json
+from params_io import augment, optimizer
+
+from iics.checkpoint import load_backbone, save_backbone
+from iics.image_cache import load_image_cache
+from iics.index import camera_positions, read_index, split_rows
+from iics.models import ClassifierHead
+from iics.runtime import resolve_device, seed_everything
+from iics.training import train_intra_camera
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("round")
+    parser.add_argument("previous")
+    args = parser.parse_args()
+    params = load_params()
+    t, _ = round_position(params, args.round)
+    seed = stage_seed(params, t, 1)
+    seed_everything(seed)
+    device = resolve_device(params["device"])
+    index = read_index(prepared_dir(params) / "index.csv")
+    train = split_rows(index, "train")
+    _, camera_index = camera_positions(index["camid"].to_numpy()[train])
+    labels = np.load(round_dir(args.round) / "intra_labels.npy")
+    images = load_image_cache(prepared_dir(params) / "images.npy")[train]
+
+    backbone, name = load_backbone(round_dir(args.previous) / "model.pt", params["model"]["backbone"])
+    heads = [
+        ClassifierHead(backbone.feature_dim, int(labels[camera_index == c].max()) + 1)
+        for c in range(int(camera_index.max()) + 1)
+    ]
+    cfg = params["intra"]
+    start = time.perf_counter()
+    losses = train_intra_camera(
+        backbone, heads, images, camera_index, labels,
+        epochs=cfg["epochs"], batch_per_camera=cfg["batch_per_camera"], optimizer=optimizer(cfg),
+        augment=augment(params), device=device, seed=seed, progress=show_progress(),
+    )
+    seconds = time.perf_counter() - start
+    save_backbone(backbone, name, round_dir(args.round) / "intra_model.pt", heads=heads)
+    write_json(round_metrics_dir(args.round) / "intra_train.json", {"loss": losses[-1]})
+    print(f"intra_train {args.round}: losses {[round(x, 3) for x in losses]} in {seconds:.1f}s on {device}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Turning params.yaml groups into the plain settings objects `iics` takes."""
+from __future__ import annotations
+
+from iics.pseudo_labels import ClusterCut, Reranking
+from iics.training import Augment, Optimizer
+
+
+def _cut(params: dict, stage: str) -> ClusterCut:
+    c = params["clustering"]
+    method = c["method"]
+    if method == "count":
+        return ClusterCut("count", c[f"{stage}_count"])
+    if method == "quantile":
+        return ClusterCut("quantile", c[f"{stage}_quantile"])
+    if method == "threshold":
+        override = c.get(f"{stage}_threshold")
+        return ClusterCut("threshold", c["threshold"] if override is None else override)
+    raise SystemExit(f"params.yaml: clustering.method must be count, quantile or threshold, got {method!r}")
+
+
+def intra_cut(params: dict) -> ClusterCut:
+    return _cut(params, "intra")
+
+
+def inter_cut(params: dict) -> ClusterCut:
+    return _cut(params, "inter")
+
+
+def reranking(params: dict) -> Reranking:
+    r = params["clustering"]["rerank"]
+    return Reranking(k1=r["k1"], k2=r["k2"], lambda_value=r["lambda"])
+
+
+def optimizer(group: dict) -> Optimizer:
+    return Optimizer(
+        lr=group["lr"], backbone_lr_scale=group["backbone_lr_scale"],
+        momentum=group["momentum"], weight_decay=group["weight_decay"],
+    )
+
+
+def augment(params: dict) -> Augment:
+    a = params["augment"]
+    return Augment(pad=a["pad"], flip_p=a["flip_p"], erasing_p=a["erasing_p"])

@@ -1,0 +1,55 @@
+"""Stage `report`: per-round curves (metrics/curves/*.csv) and the final metrics/eval.json.
+
+The final result is the LAST round's model: no round is selected on the test set.
+"""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from common import METRICS, load_params, write_json
+
+
+def read(round_id: str, name: str) -> dict:
+    path = METRICS / "rounds" / round_id / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def main() -> None:
+    params = load_params()
+    rounds = list(params["rounds"])
+    clusters, quality, scores = [], [], []
+    for round_id in rounds:
+        t = params["rounds"][round_id]["t"]
+        intra, inter = read(round_id, "intra"), read(round_id, "inter")
+        row = {"round": t, "intra_total": sum(intra["clusters_per_camera"].values())}
+        row.update({f"intra_{cam}": n for cam, n in intra["clusters_per_camera"].items()})
+        if inter.get("enabled"):
+            row["inter"] = inter["num_clusters"]
+        clusters.append(row)
+        for stage, values in (("intra", intra), ("inter", inter)):
+            if "nmi" in values:
+                quality.append({"round": t, "stage": stage, **{k: values[k] for k in (
+                    "nmi", "ari", "pairwise_precision", "pairwise_recall")}})
+    for round_id in ["init", *rounds]:
+        values = read(round_id, "eval")
+        if values:
+            t = -1 if round_id == "init" else params["rounds"][round_id]["t"]
+            scores.append({"round": t, **values})
+    curves = METRICS / "curves"
+    curves.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(clusters).to_csv(curves / "clusters.csv", index=False)
+    quality_frame = pd.DataFrame(quality)
+    for stage in ("intra", "inter"):
+        part = quality_frame[quality_frame["stage"] == stage].drop(columns="stage") if len(quality_frame) else quality_frame
+        part.to_csv(curves / f"{stage}_quality.csv", index=False)
+    pd.DataFrame(scores).to_csv(curves / "eval.csv", index=False)
+    final = read(rounds[-1], "eval")
+    if not final:
+        raise SystemExit(f"metrics/rounds/{rounds[-1]}/eval.json missing: the last round must be evaluated")
+    write_json(METRICS / "eval.json", final)
+    print("final (last round) " + "  ".join(f"{k} {v:.2f}" for k, v in final.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+import torch
+
+from iics.augment import ERASE_FILL, IMAGENET_MEAN, IMAGENET_STD, eval_transform, random_erasing, random_pad_crop, train_transform
+
+
+def generator(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_eval_transform_normalises_each_channel():
+    images = torch.zeros(2, 4, 3, 3, dtype=torch.uint8)
+    images[..., 0] = 255
+    x = eval_transform(images)
+    assert x.shape == (2, 3, 4, 3)
+    assert torch.allclose(x[:, 0], torch.full((2, 4, 3), (1 - IMAGENET_MEAN[0]) / IMAGENET_STD[0]))
+    assert torch.allclose(x[:, 2], torch.full((2, 4, 3), -IMAGENET_MEAN[2] / IMAGENET_STD[2]))
+
+
+def test_pad_crop_matches_plain_per_image_reference():
+    x = torch.arange(2 * 3 * 5 * 4, dtype=torch.float32).view(2, 3, 5, 4)
+    pad = 2
+    out = random_pad_crop(x, generator(3), pad)
+    offsets = torch.randint(0, 2 * pad + 1, (2, 2), generator=generator(3))
+    for i in range(2):
+        padded = torch.nn.functional.pad(x[i], (pad, pad, pad, pad))
+        top, left = int(offsets[0, i]), int(offsets[1, i])
+        assert torch.equal(out[i], padded[:, top:top + 5, left:left + 4])
+
+
+def test_erasing_fills_one_rectangle_with_reference_constants():
+    x = torch.zeros(64, 3, 32, 16)
+    out = random_erasing(x, generator(1), p=1.0)
+    erased = (out != 0).any(dim=1)
+    assert erased.any(dim=(1, 2)).float().mean() > 0.9
+    for mask in erased:
+        if not mask.any():
+            continue
+        rows, cols = mask.any(dim=1).nonzero(), mask.any(dim=0).nonzero()
+        area = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert int(mask.sum()) == int(area)  # a filled rectangle
+        assert 0.02 * 32 * 16 * 0.5 <= int(area) <= 0.4 * 32 * 16 * 1.5
+    first = erased.nonzero()[0]
+    assert torch.allclose(out[first[0], :, first[1], first[2]], torch.tensor(ERASE_FILL))
+
+
+def test_erasing_probability_zero_is_identity():
+    x = torch.randn(8, 3, 16, 8)
+    assert torch.equal(random_erasing(x, generator(), p=0.0), x)
+
+
+def test_train_transform_is_seeded_and_shaped():
+    images = torch.randint(0, 256, (6, 16, 8, 3), dtype=torch.uint8)
+    a = train_transform(images, generator(5), pad=2)
+    b = train_transform(images, generator(5), pad=2)
+    assert a.shape == (6, 3, 16, 8) and a.dtype == torch.float32
+    assert torch.equal(a, b)

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import AgglomerativeClustering
+
+from iics.cluster import agglomerative, count_for_camera, quantile_threshold
+
+
+def random_symmetric(n, seed):
+    x = np.random.default_rng(seed).normal(size=(n, 3))
+    d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    return d
+
+
+def same_partition(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    pairs = set(zip(a.tolist(), b.tolist()))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("linkage", ["average", "complete", "single"])
+def test_threshold_matches_sklearn(seed, linkage):
+    d = random_symmetric(40, seed)
+    thr = float(np.median(d))
+    labels = agglomerative(d, threshold=thr, linkage=linkage)
+    ref = AgglomerativeClustering(
+        n_clusters=None, metric="precomputed", linkage=linkage, distance_threshold=thr
+    ).fit_predict(d)
+    assert same_partition(labels, ref)
+
+
+@pytest.mark.parametrize("k", [1, 5, 17, 40])
+def test_n_clusters_exact_and_matches_sklearn(k):
+    d = random_symmetric(40, 7)
+    labels = agglomerative(d, n_clusters=k)
+    assert labels.dtype == np.int64
+    assert len(np.unique(labels)) == k
+    ref = AgglomerativeClustering(n_clusters=k, metric="precomputed", linkage="average").fit_predict(d)
+    assert same_partition(labels, ref)
+
+
+def test_asymmetric_reads_upper_triangle_only():
+    d = random_symmetric(25, 3)
+    noisy = d.copy()
+    lower = np.tril_indices(25, -1)
+    noisy[lower] = np.random.default_rng(0).random(len(lower[0])) * 10
+    np.testing.assert_array_equal(agglomerative(noisy, n_clusters=6), agglomerative(d, n_clusters=6))
+    ref = AgglomerativeClustering(n_clusters=6, metric="precomputed", linkage="average").fit_predict(noisy)
+    assert same_partition(agglomerative(noisy, n_clusters=6), ref)
+
+
+def test_labels_in_order_of_first_appearance_and_torch_input():
+    # Two obvious groups: {0, 2} and {1, 3}.
+    d = np.array(
+        [
+            [0.0, 5.0, 0.1, 5.0],
+            [5.0, 0.0, 5.0, 0.2],
+            [0.1, 5.0, 0.0, 5.0],
+            [5.0, 0.2, 5.0, 0.0],
+        ]
+    )
+    np.testing.assert_array_equal(agglomerative(d, n_clusters=2), [0, 1, 0, 1])
+    np.testing.assert_array_equal(agglomerative(torch.tensor(d), threshold=1.0), [0, 1, 0, 1])
+    # Strictly below the threshold: a merge at height exactly 0.2 is not applied.
+    np.testing.assert_array_equal(agglomerative(d, threshold=0.2), [0, 1, 0, 2])
+    np.testing.assert_array_equal(agglomerative(d, threshold=0.05), [0, 1, 2, 3])
+
+
+def test_single_item():
+    np.testing.assert_array_equal(agglomerative(np.zeros((1, 1)), n_clusters=1), [0])
+
+
+def test_quantile_threshold_hand_made():
+    # Upper-triangle non-zero entries: 0.4, 0.1, 0.3, 0.2 (the 0 is dropped); the lower
+    # triangle (99) is never read. Sorted: [0.1, 0.2, 0.3, 0.4], m = 4.
+    d = np.array(
+        [
+            [0.0, 0.4, 0.1, 0.0],
+            [99, 0.0, 0.3, 0.2],
+            [99, 99, 0.0, 0.0],
+            [99, 99, 99, 0.0],
+        ]
+    )
+    assert quantile_threshold(d, 0.0) == pytest.approx(0.1)  # round(0) = 0
+    assert quantile_threshold(d, 0.3) == pytest.approx(0.2)  # round(1.2) = 1
+    assert quantile_threshold(d, 0.5) == pytest.approx(0.3)  # round(2.0) = 2
+    assert quantile_threshold(d, 0.625) == pytest.approx(0.3)  # round(2.5) = 2 (half to even)
+    assert quantile_threshold(d, 1.0) == pytest.approx(0.4)  # round(4) = 4, clamped to 3
+
+
+def test_count_for_camera():
+    assert count_for_camera(100, 30) == 30
+    assert count_for_camera(30, 30) == 15
+    assert count_for_camera(7, 30) == 3
+    assert count_for_camera(1, 30) == 1
+
+
+def test_errors():
+    d = random_symmetric(5, 0)
+    with pytest.raises(ValueError, match="exactly one"):
+        agglomerative(d)
+    with pytest.raises(ValueError, match="exactly one"):
+        agglomerative(d, n_clusters=2, threshold=0.5)
+    with pytest.raises(ValueError, match="n_clusters"):
+        agglomerative(d, n_clusters=6)
+    with pytest.raises(ValueError, match="n_clusters"):
+        agglomerative(d, n_clusters=0)
+    with pytest.raises(ValueError, match="linkage"):
+        agglomerative(d, n_clusters=2, linkage="ward")
+    with pytest.raises(ValueError, match="square"):
+        agglomerative(np.zeros((2, 3)), n_clusters=1)
+    bad = d.copy()
+    bad[0, 1] = np.inf
+    with pytest.raises(ValueError, match="finite"):
+        agglomerative(bad, n_clusters=2)
+    with pytest.raises(ValueError, match="q must be"):
+        quantile_threshold(d, 1.5)
+    with pytest.raises(ValueError, match="non-zero"):
+        quantile_threshold(np.zeros((3, 3)), 0.5)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from iics.diagnostics import pseudo_label_quality
+
+
+def test_hand_worked_pairwise():
+    # Predicted clusters: A = {0, 1, 2}, B = {3, 4}, C = {5}.
+    # True identities:    x = {0, 1, 3},  y = {2, 4, 5}.
+    pred = [0, 0, 0, 1, 1, 2]
+    true = ["x", "x", "y", "x", "y", "y"]
+    # Same-cluster pairs: A has 3, B has 1 -> 4. Of those, same identity: (0, 1) only -> 1.
+    # Same-identity pairs: x has 3, y has 3 -> 6.
+    out = pseudo_label_quality(pred, true)
+    assert out["pairwise_precision"] == pytest.approx(1 / 4)
+    assert out["pairwise_recall"] == pytest.approx(1 / 6)
+    assert out["num_clusters"] == 3
+    assert out["num_singletons"] == 1
+
+
+def test_perfect_clustering_gives_ones():
+    true = [3, 3, 1, 1, 1, 7]
+    pred = [10, 10, 0, 0, 0, 5]  # same partition, different ids
+    out = pseudo_label_quality(pred, true)
+    for key in ("nmi", "ari", "pairwise_precision", "pairwise_recall"):
+        assert out[key] == pytest.approx(1.0)
+
+
+def test_zero_over_zero_is_one():
+    # All singletons: no same-cluster pairs (precision 0/0 = 1) and all distinct
+    # identities (recall 0/0 = 1).
+    out = pseudo_label_quality([0, 1, 2], [5, 6, 7])
+    assert out["pairwise_precision"] == 1.0 and out["pairwise_recall"] == 1.0
+    assert out["num_singletons"] == 3
+
+
+def test_matches_sklearn_and_bruteforce_pairs():
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 8, 60)
+    pred = rng.integers(0, 10, 60)
+    out = pseudo_label_quality(torch.tensor(pred), true)
+    assert out["nmi"] == pytest.approx(normalized_mutual_info_score(true, pred))
+    assert out["ari"] == pytest.approx(adjusted_rand_score(true, pred))
+    i, j = np.triu_indices(60, 1)
+    same_p, same_t = pred[i] == pred[j], true[i] == true[j]
+    assert out["pairwise_precision"] == pytest.approx((same_p & same_t).sum() / same_p.sum())
+    assert out["pairwise_recall"] == pytest.approx((same_p & same_t).sum() / same_t.sum())
+
+
+def test_plain_python_types():
+    out = pseudo_label_quality(np.array([0, 0, 1]), np.array([1, 1, 2]))
+    assert set(out) == {"nmi", "ari", "pairwise_precision", "pairwise_recall", "num_clusters", "num_singletons"}
+    assert all(type(v) in (int, float) for v in out.values())
+    json.dumps(out)
+
+
+def test_errors():
+    with pytest.raises(ValueError):
+        pseudo_label_quality([0, 1], [0, 1, 2])
+    with pytest.raises(ValueError):
+        pseudo_label_quality([], [])

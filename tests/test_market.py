@@ -1,0 +1,203 @@
+"""Tests for iics.market (Market-1501 zip indexing) and iics.image_cache."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from iics.image_cache import build_image_cache, load_image_cache
+from iics.market import index_market_zip, parse_market_name
+
+
+def jpeg_bytes(colour=(200, 30, 40), size=(20, 40), mode="RGB") -> bytes:
+    """A solid-colour JPEG; size is (width, height) as in PIL."""
+    buffer = io.BytesIO()
+    Image.new(mode, size, colour).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def make_zip(path, members: dict) -> str:
+    """Write a zip with the given {member name: bytes}; names ending in '/' are folders."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return str(path)
+
+
+TOP = "Market-1501-v15.09.15/"
+LAYOUT = {
+    TOP: b"",
+    TOP + "bounding_box_train/": b"",
+    TOP + "bounding_box_train/0007_c2s3_070952_01.jpg": jpeg_bytes((10, 20, 30)),
+    TOP + "bounding_box_train/0002_c1s1_000451_03.jpg": jpeg_bytes((40, 50, 60)),
+    TOP + "bounding_box_train/Thumbs.db": b"junk",
+    TOP + "query/0003_c1s2_000123_01.jpg": jpeg_bytes(),
+    TOP + "bounding_box_test/0003_c4s1_000200_02.jpg": jpeg_bytes(),
+    TOP + "bounding_box_test/0000_c6s1_000001_01.jpg": jpeg_bytes(),
+    TOP + "bounding_box_test/-1_c3s2_000123_01.jpg": jpeg_bytes(),
+    TOP + "gt_bbox/0003_c1s2_000123_00.jpg": jpeg_bytes(),
+    TOP + "readme.txt": b"hello",
+    "__MACOSX/" + TOP + "query/._0003_c1s2_000123_01.jpg": b"\x00\x05",
+}
+
+
+# --- parse_market_name --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("0002_c1s1_000451_03.jpg", (2, 1)),
+        ("-1_c3s2_000123_01.jpg", (-1, 3)),
+        ("0000_c6s1_000001_01.jpg", (0, 6)),
+        ("Market/bounding_box_test/1501_c6s4_001877_02.jpg", (1501, 6)),
+        ("0005_c2_f0046985.jpg", (5, 2)),
+    ],
+)
+def test_parse_market_name(name, expected):
+    assert parse_market_name(name) == expected
+
+
+@pytest.mark.parametrize("name", ["Thumbs.db", "0002_1s1_000451_03.jpg", "abc_c1s1_000451_03.jpg",
+                                  "0002_c1s1_000451_03.png", "0002_c0s1_000451_03.jpg", "-2_c1s1_000001_01.jpg"])
+def test_parse_market_name_rejects(name):
+    with pytest.raises(ValueError) as err:
+        parse_market_name(name)
+    message = str(err.value)
+    assert name in message
+    assert "c<cam>" in message or "1-based" in message
+
+
+# --- index_market_zip ---------------------------------------------------------------------
+
+
+def test_index_market_zip(tmp_path):
+    zip_path = make_zip(tmp_path / "market.zip", LAYOUT)
+    index = index_market_zip(zip_path)
+    assert list(index.columns) == ["image", "pid", "camid", "split"]
+    assert list(index["split"]) == ["train", "train", "query", "gallery", "gallery"]
+    assert list(index["image"]) == [
+        TOP + "bounding_box_train/0002_c1s1_000451_03.jpg",
+        TOP + "bounding_box_train/0007_c2s3_070952_01.jpg",
+        TOP + "query/0003_c1s2_000123_01.jpg",
+        TOP + "bounding_box_test/0000_c6s1_000001_01.jpg",
+        TOP + "bounding_box_test/0003_c4s1_000200_02.jpg",
+    ]
+    assert list(index["pid"]) == [2, 7, 3, 0, 3]
+    assert list(index["camid"]) == [1, 2, 1, 6, 4]
+    assert -1 not in set(index["pid"])
+    assert index["pid"].dtype == np.int64 and index["camid"].dtype == np.int64
+
+
+def test_index_without_top_folder(tmp_path):
+    members = {name[len(TOP):]: data for name, data in LAYOUT.items() if name.startswith(TOP) and name != TOP}
+    index = index_market_zip(make_zip(tmp_path / "flat.zip", members))
+    assert index["image"].iloc[0] == "bounding_box_train/0002_c1s1_000451_03.jpg"
+    assert len(index) == 5
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.zip"):
+        index_market_zip(tmp_path / "nope.zip")
+
+
+def test_not_a_zip(tmp_path):
+    path = tmp_path / "fake.zip"
+    path.write_text("this is not a zip file\n")
+    with pytest.raises(ValueError, match="fake.zip.*not a readable zip"):
+        index_market_zip(path)
+
+
+def test_truncated_zip(tmp_path):
+    full = make_zip(tmp_path / "full.zip", LAYOUT)
+    data = open(full, "rb").read()
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.zip.*not a readable zip"):
+        index_market_zip(cut)
+
+
+def test_missing_folder(tmp_path):
+    members = {k: v for k, v in LAYOUT.items() if "/query/" not in k}
+    with pytest.raises(ValueError, match=r"missing folder\(s\) query"):
+        index_market_zip(make_zip(tmp_path / "noquery.zip", members))
+
+
+def test_unparsable_name(tmp_path):
+    members = dict(LAYOUT)
+    members[TOP + "query/person_7.jpg"] = jpeg_bytes()
+    with pytest.raises(ValueError, match="bad.zip.*person_7.jpg.*expected"):
+        index_market_zip(make_zip(tmp_path / "bad.zip", members))
+
+
+def test_empty_split(tmp_path):
+    members = {k: v for k, v in LAYOUT.items() if "/bounding_box_test/" not in k}
+    members[TOP + "bounding_box_test/"] = b""
+    members[TOP + "bounding_box_test/-1_c1s1_000001_01.jpg"] = jpeg_bytes()
+    with pytest.raises(ValueError, match="bounding_box_test/ has no usable"):
+        index_market_zip(make_zip(tmp_path / "empty.zip", members))
+
+
+# --- image cache --------------------------------------------------------------------------
+
+
+def test_build_and_load_image_cache(tmp_path):
+    members = {
+        "d/red.jpg": jpeg_bytes((220, 20, 30), size=(50, 100)),
+        "d/blue.jpg": jpeg_bytes((20, 40, 200), size=(16, 32)),
+        "d/grey.jpg": jpeg_bytes(128, size=(30, 70), mode="L"),
+    }
+    zip_path = make_zip(tmp_path / "imgs.zip", members)
+    out = tmp_path / "cache" / "images.npy"
+    build_image_cache(zip_path, ["d/blue.jpg", "d/red.jpg", "d/grey.jpg"], 32, 16, out, progress=False)
+    assert sorted(os.listdir(out.parent)) == ["images.npy"]
+    cache = load_image_cache(out)
+    assert isinstance(cache, np.memmap) and cache.shape == (3, 32, 16, 3) and cache.dtype == np.uint8
+    expected = np.array([(20, 40, 200), (220, 20, 30), (128, 128, 128)], dtype=float)
+    np.testing.assert_allclose(cache.reshape(3, -1, 3).mean(axis=1), expected, atol=6)
+    assert cache.reshape(3, -1, 3).std(axis=1).max() < 3
+
+
+def test_image_cache_corrupt_image_is_atomic(tmp_path):
+    good = jpeg_bytes()
+    members = {"a/good.jpg": good, "a/bad.jpg": good[: len(good) // 3]}
+    zip_path = make_zip(tmp_path / "imgs.zip", members)
+    out = tmp_path / "images.npy"
+    with pytest.raises(ValueError, match="imgs.zip.*a/bad.jpg"):
+        build_image_cache(zip_path, ["a/good.jpg", "a/bad.jpg"], 8, 4, out, progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["imgs.zip"]
+
+
+def test_image_cache_missing_member(tmp_path):
+    zip_path = make_zip(tmp_path / "imgs.zip", {"a/good.jpg": jpeg_bytes()})
+    with pytest.raises(ValueError, match="a/gone.jpg"):
+        build_image_cache(zip_path, ["a/gone.jpg"], 8, 4, tmp_path / "images.npy", progress=False)
+    assert not (tmp_path / "images.npy").exists()
+
+
+def test_image_cache_bad_zip(tmp_path):
+    fake = tmp_path / "fake.zip"
+    fake.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="fake.zip"):
+        build_image_cache(fake, ["x.jpg"], 8, 4, tmp_path / "images.npy", progress=False)
+    with pytest.raises(FileNotFoundError, match="gone.zip"):
+        build_image_cache(tmp_path / "gone.zip", ["x.jpg"], 8, 4, tmp_path / "images.npy", progress=False)
+
+
+def test_load_image_cache_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.npy"):
+        load_image_cache(tmp_path / "missing.npy")
+    np.save(tmp_path / "float.npy", np.zeros((2, 8, 4, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        load_image_cache(tmp_path / "float.npy")
+    np.save(tmp_path / "gray.npy", np.zeros((2, 8, 4), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        load_image_cache(tmp_path / "gray.npy")
+    (tmp_path / "junk.npy").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="junk.npy"):
+        load_image_cache(tmp_path / "junk.npy")

@@ -2,7 +2,8 @@
 
 Identities are combinations of discrete attributes (clothing colours, hair, sleeves,
 stripes, logo, bag, body shape); they come in small groups whose members differ in
-one or two attributes, so look-alike people exist. Every camera has its own colour
+one or two attributes, so look-alike people exist. Every camera has its own hue
+shift (a rotation of colours about the grey axis, as under different light sources), colour
 cast, saturation, contrast, brightness, blur, noise, background, framing and
 dominant viewpoint (front / back / side decides whether a logo, backpack or bag is
 seen). Each image adds pose, placement and colour jitter and sometimes an occluder.
@@ -20,6 +21,7 @@ from PIL import Image, ImageFilter
 
 VIEWS = ("front", "back", "left", "right")
 DOMINANT_VIEW = 0.8  # probability of a camera's usual viewpoint
+MAX_HUE_TURN = 30.0  # degrees; cameras' hue shifts are spread over +- this (times camera_shift)
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 _BILINEAR = getattr(Image, "Resampling", Image).BILINEAR
 
@@ -78,6 +80,7 @@ class Camera:
     """Imaging conditions of one camera (index is 1-based, as in file names)."""
 
     index: int
+    hue_turn: np.ndarray  # 3 x 3 rotation about the grey axis: this camera's hue shift
     gain: np.ndarray
     saturation: float
     contrast: float
@@ -230,16 +233,29 @@ def _background_template(rng: np.random.Generator, height: int, width: int, shif
     return np.clip(bg, 0, 255)
 
 
+def hue_rotation(degrees: float) -> np.ndarray:
+    """RGB matrix rotating colours about the grey axis by ``degrees`` (greys are unchanged)."""
+    axis = np.full(3, 1 / np.sqrt(3))
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    angle = np.deg2rad(degrees)
+    turn = np.cos(angle) * np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * np.outer(axis, axis)
+    return turn.astype(np.float32)
+
+
 def make_cameras(num_cameras: int, height: int, width: int, rng: np.random.Generator,
                  shift: float = 1.0) -> list[Camera]:
     """One set of imaging conditions per camera; ``shift`` scales how far they depart from neutral."""
     first_view = int(rng.integers(len(VIEWS)))
+    # Hue shifts spread evenly over +-MAX_HUE_TURN in random order, so every pair of cameras
+    # disagrees on colours in a way that per-channel (instance) normalisation cannot undo.
+    turns = rng.permutation(np.linspace(-MAX_HUE_TURN, MAX_HUE_TURN, num_cameras)) * shift
     cameras = []
     for k in range(num_cameras):
         probs = np.full(len(VIEWS), (1.0 - DOMINANT_VIEW) / (len(VIEWS) - 1))
         probs[(first_view + k) % len(VIEWS)] = DOMINANT_VIEW
         cameras.append(Camera(
             index=k + 1,
+            hue_turn=hue_rotation(float(turns[k]) if num_cameras > 1 else 0.0),
             gain=np.clip(np.exp(rng.normal(0, 0.096 * shift, 3)), 0.5, 2.0).astype(np.float32),
             saturation=float(np.clip(np.exp(rng.normal(0, 0.144 * shift)), 0.3, 2.0)),
             contrast=float(np.clip(np.exp(rng.normal(0, 0.096 * shift)), 0.5, 2.0)),
@@ -480,7 +496,7 @@ def _occlude(canvas: np.ndarray, rng: np.random.Generator, background: np.ndarra
 
 def _apply_camera(scene: np.ndarray, cam: Camera, rng: np.random.Generator) -> np.ndarray:
     """Camera colour response, blur and sensor noise; returns uint8 RGB."""
-    img = scene * cam.gain
+    img = (scene @ cam.hue_turn.T) * cam.gain
     lum = img @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     img = lum[..., None] + cam.saturation * (img - lum[..., None])
     img = (img - 128.0) * cam.contrast + 128.0 + cam.brightness + rng.normal(0, 5)

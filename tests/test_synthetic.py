@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from iics.market import index_market_zip, parse_market_name
-from iics.synthetic import write_synthetic_zip
+from iics.synthetic import hue_rotation, write_synthetic_zip
 
 ARGS = dict(num_train_ids=6, num_test_ids=5, num_cameras=3, images_per_camera=3, cameras_per_id=2,
             height=32, width=16, num_distractors=4, num_junk=3, seed=1)
@@ -153,3 +153,11 @@ def test_camera_shift_and_identity_signal(tmp_path):
     assert same_id_same_cam < 0.6 * min(other_id_same_cam, same_id_cross_cam)
     assert 0.6 < other_id_same_cam / same_id_cross_cam < 1.6
     assert max(other_id_same_cam, same_id_cross_cam) < other_id_cross_cam
+
+
+def test_hue_rotation_keeps_greys_and_turns_primaries():
+    turn = hue_rotation(120.0)
+    np.testing.assert_allclose(turn @ np.array([100.0, 100.0, 100.0]), [100.0, 100.0, 100.0], atol=1e-4)
+    np.testing.assert_allclose(turn @ np.array([1.0, 0.0, 0.0]), [0.0, 1.0, 0.0], atol=1e-6)  # red -> green
+    np.testing.assert_allclose(turn @ turn.T, np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(hue_rotation(0.0), np.eye(3), atol=1e-7)

@@ -1,0 +1,72 @@
+"""A copy of this project with a tiny configuration, in its own git repo: shared by the
+end-to-end test and benchmarks/dvc_overhead.py."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+GENERATED_MARKER = "# ---- generated"
+TINY = {
+    "dataset": {"height": 32, "width": 16},
+    "synthetic": {"train_ids": 16, "test_ids": 10, "cameras": 2, "cameras_per_id": 2, "images_per_camera": 3,
+                  "height": 32, "width": 16, "distractors": 4, "junk": 2},
+    "model": {"backbone": "resnet18"},
+    "features": {"batch_size": 64},
+    "intra": {"epochs": 1, "batch_per_camera": 4},
+    "inter": {"epochs": 1, "ids_per_batch": 4, "images_per_id": 2},
+    "augment": {"pad": 2},
+    "eval": {"every": 1},
+}
+GIT = ["git", "-c", "user.name=iics", "-c", "user.email=iics@localhost"]
+
+
+def run(args: list, cwd: Path, env: dict) -> str:
+    """Run a command; fail with its output tail when it exits non-zero."""
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def _merge(base: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def dvc_executable() -> str:
+    dvc = shutil.which("dvc", path=os.path.dirname(sys.executable)) or shutil.which("dvc")
+    if dvc is None:
+        raise RuntimeError("dvc is not installed (pip install -e .[test] installs it)")
+    return dvc
+
+
+def make_tiny_repo(dest: Path, rounds: int, every: int = 1) -> dict:
+    """Copy the pipeline into `dest` with the tiny parameters and `rounds` rounds, commit it in a
+    fresh git repo and return the environment to run dvc in."""
+    for name in ("stages", "iics", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp", "config.local"))
+        else:
+            shutil.copy(src, dest / name)
+    text = (REPO / "params.yaml").read_text()
+    params = yaml.safe_load(text[: text.index(GENERATED_MARKER)])
+    _merge(params, TINY)
+    params["eval"]["every"] = every
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False) + text[text.index(GENERATED_MARKER):])
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", IICS_PROGRESS="0",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    run([sys.executable, "stages/set_rounds.py", str(rounds)], dest, env)
+    run(["git", "init", "-q"], dest, env)
+    run(GIT + ["add", "-A"], dest, env)
+    run(GIT + ["commit", "-qm", "tiny configuration"], dest, env)
+    return env

@@ -1,4 +1,4 @@
-"""Decode zip images once into a fixed-size uint8 (N, H, W, 3) ``.npy`` array."""
+"""Decode dataset images (zip or folder) once into a fixed-size uint8 (N, H, W, 3) ``.npy`` array."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from iics.image_source import ImageSource
+
 _BICUBIC = getattr(Image, "Resampling", Image).BICUBIC
 
 
@@ -19,47 +21,35 @@ class ImageCacheError(ValueError):
     """An image that cannot be decoded, or a cache file with the wrong layout."""
 
 
-def _decode(zf: zipfile.ZipFile, zip_path: str, member: str, height: int, width: int) -> np.ndarray:
-    """One zip member as an RGB uint8 array resized to height x width (bicubic)."""
+def _decode(source: ImageSource, member: str, height: int, width: int) -> np.ndarray:
+    """One image of the source as an RGB uint8 array resized to height x width (bicubic)."""
+    data = source.read(member)
     try:
-        data = zf.read(member)
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             rgb = img.convert("RGB")
-    except KeyError:
-        raise ImageCacheError(f"{zip_path}: no member {member!r} in the zip") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise ImageCacheError(f"{zip_path}: cannot decode image {member!r} ({exc})") from exc
+        raise ImageCacheError(f"{source.path}: cannot decode image {member!r} ({exc})") from exc
     if rgb.size != (width, height):
         rgb = rgb.resize((width, height), _BICUBIC)
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def _open_zip(zip_path: str) -> zipfile.ZipFile:
-    """Open the source zip with one-line errors for missing or broken files."""
-    if not os.path.isfile(zip_path):
-        raise FileNotFoundError(f"{zip_path}: no such file (expected the dataset .zip)")
-    try:
-        return zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ImageCacheError(f"{zip_path}: not a readable zip file ({exc})") from exc
-
-
 def build_image_cache(
-    zip_path: str | os.PathLike,
+    source_path: str | os.PathLike,
     images: Sequence[str],
     height: int,
     width: int,
     out_path: str | os.PathLike,
     progress: bool = True,
 ) -> None:
-    """Write the listed zip members, resized to height x width, as one (N, H, W, 3) uint8 .npy.
+    """Write the listed images of a zip or folder, resized to height x width, as one (N, H, W, 3) uint8 .npy.
 
     Rows follow the order of ``images``. The array is filled row by row through a
     memory map in a temporary file next to ``out_path``, renamed into place only
     when every image decoded, so no complete-looking file is left on failure.
     """
-    zip_path, out_path = os.fspath(zip_path), os.fspath(out_path)
+    source_path, out_path = os.fspath(source_path), os.fspath(out_path)
     if int(height) < 1 or int(width) < 1:
         raise ValueError(f"height and width must be positive, got {height} x {width}")
     height, width = int(height), int(width)
@@ -70,10 +60,10 @@ def build_image_cache(
     try:
         array = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=(len(images), height, width, 3))
         try:
-            with _open_zip(zip_path) as zf:
-                bar = tqdm(images, desc=f"decode {os.path.basename(zip_path)}", unit="img", disable=not progress)
+            with ImageSource(source_path) as source:
+                bar = tqdm(images, desc=f"decode {os.path.basename(source_path)}", unit="img", disable=not progress)
                 for row, member in enumerate(bar):
-                    array[row] = _decode(zf, zip_path, member, height, width)
+                    array[row] = _decode(source, member, height, width)
             array.flush()
         finally:
             del array

@@ -26,9 +26,29 @@ def read_index(path: str | os.PathLike) -> pd.DataFrame:
     return index
 
 
+def write_index(index: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write index.csv through a temporary file, so a partial file never has the final name."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    index.loc[:, list(COLUMNS)].to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
 def split_rows(index: pd.DataFrame, split: str) -> np.ndarray:
     """Row positions (into the image cache) of one split."""
     return np.flatnonzero(index["split"].to_numpy() == split)
+
+
+def has_evaluation_split(index: pd.DataFrame) -> bool:
+    """True when there are query and gallery images, all with identities, to evaluate on."""
+    test = index[index["split"].isin(["query", "gallery"])]
+    return bool(len(split_rows(index, "query")) and len(split_rows(index, "gallery")) and (test["pid"] >= 0).all())
+
+
+def has_train_identities(index: pd.DataFrame) -> bool:
+    """True when there are training images and every one has an identity (pseudo-label diagnostics)."""
+    train_pids = index.loc[index["split"] == "train", "pid"]
+    return len(train_pids) > 0 and bool((train_pids >= 0).all())
 
 
 def camera_positions(camids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

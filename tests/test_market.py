@@ -201,3 +201,18 @@ def test_load_image_cache_errors(tmp_path):
     (tmp_path / "junk.npy").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="junk.npy"):
         load_image_cache(tmp_path / "junk.npy")
+
+
+def test_image_cache_from_folder(tmp_path):
+    folder = tmp_path / "crops"
+    (folder / "cam1").mkdir(parents=True)
+    (folder / "cam1" / "a.jpg").write_bytes(jpeg_bytes((200, 30, 40)))
+    Image.new("RGB", (20, 40), (10, 220, 30)).save(folder / "b.png")
+    out = tmp_path / "images.npy"
+    build_image_cache(folder, ["b.png", "cam1/a.jpg"], 16, 8, out, progress=False)
+    cache = load_image_cache(out)
+    np.testing.assert_allclose(cache.reshape(2, -1, 3).mean(axis=1), [(10, 220, 30), (200, 30, 40)], atol=6)
+    with pytest.raises(ValueError, match="crops.*'gone.jpg'"):
+        build_image_cache(folder, ["gone.jpg"], 16, 8, out, progress=False)
+    with pytest.raises(ValueError, match="crops.*'../images.npy'"):
+        build_image_cache(folder, ["../images.npy"], 16, 8, out, progress=False)

@@ -1,0 +1,205 @@
+"""Index your own footage: person crops in a zip or folder, described by a CSV.
+
+The CSV has a header row; its columns may come in any order:
+
+- ``image`` (required): the file's path inside the zip, or relative to the folder, '/'-separated;
+- ``camid`` (required): the camera number, a non-negative integer (need not be contiguous);
+- ``pid`` (optional): the identity, a non-negative integer, used only for evaluation and for
+  pseudo-label diagnostics, never for training; an empty cell (or no column) marks an
+  unlabelled image, stored as :data:`UNLABELLED`;
+- ``split`` (optional): ``train``, ``query`` or ``gallery``; an empty cell (or no column) means
+  ``train``. Query and gallery rows need a pid, and the two come together or not at all.
+
+Any other column is an error, so that a misspelt name (``camera``) does not go unnoticed. Every
+problem is reported as a one-line :class:`FootageFormatError` naming the CSV and its line.
+Only the names of the files in the source are read, never their bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pandas as pd
+
+from iics.image_source import ImageSource
+
+REQUIRED_COLUMNS = ("image", "camid")
+OPTIONAL_COLUMNS = ("pid", "split")
+SPLIT_ORDER = ("train", "query", "gallery")
+UNLABELLED = -1
+MISSING_SHOWN = 5  # how many missing images a "not found" error lists by name
+
+_EXPECTED_HEADER = "image, camid and optionally pid, split"
+_INTEGER_RE = re.compile(r"[0-9]+")
+_INT64_MAX = 2**63 - 1
+
+
+class FootageFormatError(ValueError):
+    """A footage CSV that is malformed or does not match its images."""
+
+
+def _fail(csv_path: str, line: int | str, message: str) -> FootageFormatError:
+    return FootageFormatError(f"{csv_path}: line {line}: {message}")
+
+
+def _read_cells(csv_path: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """(header cells, data rows as lists of str, the file line each data row starts on)."""
+    if not os.path.isfile(csv_path):
+        raise FileNotFoundError(f"{csv_path}: no such file (expected a CSV with columns {_EXPECTED_HEADER})")
+    try:
+        table = pd.read_csv(
+            csv_path, header=None, dtype=str, keep_default_na=False, skip_blank_lines=False,
+            encoding="utf-8-sig",
+        )
+    except pd.errors.EmptyDataError:
+        raise _fail(csv_path, 1, f"empty file; expected a header row with columns {_EXPECTED_HEADER}") from None
+    except pd.errors.ParserError as exc:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if found is None:
+            raise FootageFormatError(f"{csv_path}: not a readable CSV file ({exc})") from None
+        want, line, saw = found.groups()
+        raise _fail(csv_path, line, f"expected {want} comma-separated fields as in the header, found {saw}") from None
+    except UnicodeDecodeError as exc:
+        raise FootageFormatError(f"{csv_path}: not UTF-8 text ({exc}); save the CSV as UTF-8") from None
+    table = table.fillna("")  # rows shorter than the header
+    rows = table.values.tolist()
+    # A quoted cell may span several lines; count them so that line numbers match the file.
+    newlines = table.apply(lambda column: column.str.count("\n")).sum(axis=1).tolist()
+    lines, line = [], 1
+    for extra in newlines:
+        lines.append(line)
+        line += 1 + int(extra)
+    return rows[0], rows[1:], lines[1:]
+
+
+def _column_positions(csv_path: str, header: list[str]) -> dict[str, int]:
+    """Map each known column name to its position; errors for missing, unknown or repeated names."""
+    names = [str(cell).strip().lower() for cell in header]
+    known = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+    problems = []
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        problems.append(f"repeated column(s) {', '.join(map(repr, repeated))}")
+    missing = [name for name in REQUIRED_COLUMNS if name not in names]
+    if missing:
+        problems.append(f"missing required column(s) {', '.join(map(repr, missing))}")
+    unknown = [cell for cell, name in zip(header, names) if name not in known]
+    if unknown:
+        problems.append(f"unknown column(s) {', '.join(map(repr, unknown))}")
+    if problems:
+        found = ", ".join(map(repr, header))
+        raise _fail(csv_path, 1, f"{'; '.join(problems)}; expected columns {_EXPECTED_HEADER}, found {found}")
+    return {name: names.index(name) for name in known if name in names}
+
+
+def _parse_integer(csv_path: str, line: int, column: str, text: str, hint: str = "") -> int:
+    """A non-negative integer cell (surrounding spaces allowed)."""
+    value = text.strip()
+    if _INTEGER_RE.fullmatch(value) and int(value) <= _INT64_MAX:
+        return int(value)
+    found = "an empty cell" if not value else repr(text)
+    raise _fail(csv_path, line, f"{column}: expected a non-negative integer{hint}, found {found}")
+
+
+def _check_splits(csv_path: str, splits: list[str], lines: list[int]) -> None:
+    """At least one train row; query and gallery both present or both absent."""
+    first = {}
+    for split, line in zip(splits, lines):
+        first.setdefault(split, line)
+    if "train" not in first:
+        counts = ", ".join(f"{splits.count(s)} {s}" for s in SPLIT_ORDER if s in first)
+        raise _fail(
+            csv_path, f"{lines[0]}-{lines[-1]}",
+            f"no train rows; expected at least one row with split 'train' (or an empty split cell), found {counts}",
+        )
+    for present, absent in (("query", "gallery"), ("gallery", "query")):
+        if present in first and absent not in first:
+            raise _fail(
+                csv_path, first[present],
+                f"{present} rows but no {absent} rows; expected both query and gallery (to evaluate) "
+                f"or neither (train only), {absent} is missing",
+            )
+
+
+def _check_images_exist(csv_path: str, images_path: str, images: list[str], lines: list[int]) -> None:
+    """Every listed image must be a file of the zip or folder (only names are read)."""
+    with ImageSource(images_path) as source:
+        names = source.names()
+        kind = "zip" if source.is_zip else "folder"
+    present = set(names)
+    missing = [(line, image) for image, line in zip(images, lines) if image not in present]
+    if not missing:
+        return
+    shown = ", ".join(f"line {line} {image!r}" for line, image in missing[:MISSING_SHOWN])
+    if len(missing) > MISSING_SHOWN:
+        shown += f" and {len(missing) - MISSING_SHOWN} more"
+    example = f"it holds e.g. {names[0]!r}" if names else "it holds no files"
+    hint = "; use '/' between folders, not '\\'" if any("\\" in image for _, image in missing) else ""
+    raise _fail(
+        csv_path, missing[0][0],
+        f"{len(missing)} of {len(images)} listed image(s) not found in {kind} {images_path}: {shown}; "
+        f"expected paths relative to the {kind}, '/'-separated ({example}){hint}",
+    )
+
+
+def index_footage(csv_path: str | os.PathLike, images_path: str | os.PathLike) -> pd.DataFrame:
+    """Index person crops described by a CSV, stored in a zip or a folder.
+
+    Returns the table :func:`iics.market.index_market_zip` returns: columns ``image`` (path as
+    the CSV gives it), ``pid`` (:data:`UNLABELLED` where unknown), ``camid``, ``split``; rows
+    ordered train, query, gallery, each in CSV order. Raises :class:`FootageFormatError` for
+    any problem in the CSV or an image it lists that the source lacks.
+    """
+    csv_path, images_path = os.fspath(csv_path), os.fspath(images_path)
+    header, rows, row_lines = _read_cells(csv_path)
+    position = _column_positions(csv_path, header)
+    images, pids, camids, splits, lines = [], [], [], [], []
+    first_line: dict[str, int] = {}
+    for cells, line in zip(rows, row_lines):
+        if not any(str(cell).strip() for cell in cells):
+            continue  # blank line
+        cell = {name: str(cells[i]) for name, i in position.items()}
+        image = cell["image"]
+        if not image.strip():
+            raise _fail(csv_path, line, "image: expected a path inside the zip or folder, found an empty cell")
+        camid = _parse_integer(csv_path, line, "camid", cell["camid"])
+        pid_text = cell.get("pid", "")
+        pid = UNLABELLED
+        if pid_text.strip():
+            pid = _parse_integer(csv_path, line, "pid", pid_text, " (or an empty cell for an unlabelled image)")
+        split = cell.get("split", "").strip().lower() or "train"
+        if split not in SPLIT_ORDER:
+            raise _fail(
+                csv_path, line, f"split: expected train, query or gallery (or an empty cell for train), "
+                f"found {cell['split']!r}",
+            )
+        if image in first_line:
+            raise _fail(csv_path, line, f"duplicate image {image!r}, first listed on line {first_line[image]}; "
+                                        f"expected each image once")
+        if split != "train" and pid == UNLABELLED:
+            found = "an empty cell" if "pid" in position else "no pid column"
+            raise _fail(
+                csv_path, line, f"pid: {split} images need an identity for evaluation; expected a non-negative "
+                f"integer, found {found}",
+            )
+        first_line[image] = line
+        images.append(image)
+        pids.append(pid)
+        camids.append(camid)
+        splits.append(split)
+        lines.append(line)
+    if not images:
+        raise _fail(csv_path, 1, f"header only; expected rows of images below the header ({_EXPECTED_HEADER})")
+    _check_splits(csv_path, splits, lines)
+    _check_images_exist(csv_path, images_path, images, lines)
+
+    frame = pd.DataFrame({"image": images, "pid": pids, "camid": camids, "split": splits})
+    order = frame["split"].map({split: i for i, split in enumerate(SPLIT_ORDER)})
+    frame = frame.iloc[order.argsort(kind="stable")].reset_index(drop=True)
+    frame["image"] = frame["image"].astype(str)
+    frame["pid"] = frame["pid"].astype("int64")
+    frame["camid"] = frame["camid"].astype("int64")
+    frame["split"] = frame["split"].astype(str)
+    return frame
+

@@ -1,0 +1,70 @@
+"""Read dataset images from a zip file or a folder through one interface."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+import zlib
+from pathlib import Path
+
+
+class SourceError(ValueError):
+    """A dataset source that cannot be opened, or a member it does not hold."""
+
+
+class ImageSource:
+    """The files of a dataset zip or folder, addressed by '/'-separated relative names.
+
+    Use as a context manager; :meth:`names` lists every regular file, :meth:`read` returns
+    one file's bytes. For a zip the names are its member names; for a folder they are paths
+    relative to it.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self._zip: zipfile.ZipFile | None = None
+        if os.path.isdir(self.path):
+            return
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"{self.path}: no such file or folder (expected a dataset .zip or image folder)")
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise SourceError(f"{self.path}: not a readable zip file ({exc})") from exc
+
+    def __enter__(self) -> "ImageSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+            self._zip = None
+
+    @property
+    def is_zip(self) -> bool:
+        return self._zip is not None
+
+    def names(self) -> list[str]:
+        """Every file in the source ('/'-separated, folders excluded), sorted."""
+        if self._zip is not None:
+            return sorted(n for n in self._zip.namelist() if not n.endswith("/"))
+        root = Path(self.path)
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+    def read(self, name: str) -> bytes:
+        """The bytes of one file; SourceError naming the source when it is absent."""
+        if self._zip is not None:
+            try:
+                return self._zip.read(name)
+            except KeyError:
+                raise SourceError(f"{self.path}: no member {name!r} in the zip") from None
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                raise SourceError(f"{self.path}: cannot read member {name!r} ({exc}); the zip may be truncated") from exc
+        root = Path(self.path).resolve()
+        target = (root / name).resolve()
+        if root not in target.parents or not target.is_file():
+            raise SourceError(f"{self.path}: no file {name!r} in the folder")
+        return target.read_bytes()

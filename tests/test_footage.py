@@ -1,0 +1,305 @@
+"""Tests for iics.footage (your own crops in a zip or folder, described by a CSV)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from iics.footage import UNLABELLED, FootageFormatError, index_footage
+from iics.index import has_evaluation_split, has_train_identities
+
+
+def image_bytes(name: str, colour=(90, 140, 30)) -> bytes:
+    """A tiny solid-colour image, PNG when the name says so, else JPEG."""
+    buffer = io.BytesIO()
+    kind = "PNG" if name.lower().endswith(".png") else "JPEG"
+    Image.new("RGB", (6, 12), colour).save(buffer, format=kind)
+    return buffer.getvalue()
+
+
+def make_footage(tmp_path, rows, as_zip=True, images=None, csv_text=None):
+    """Write a footage dataset under tmp_path and return (csv_path, images_path).
+
+    ``rows`` are CSV lines (lists of cells), the header first; unless ``images`` lists the
+    files to create, every non-empty cell of the ``image`` column (else the first column) is
+    written as an image. ``csv_text`` replaces the CSV wholesale. The images go into
+    ``images.zip`` or an ``images/`` folder.
+    """
+    if images is None:
+        column = rows[0].index("image") if "image" in rows[0] else 0
+        images = [row[column] for row in rows[1:] if row[column]]
+    csv_path = tmp_path / "images.csv"
+    if csv_text is None:
+        csv_text = "".join(",".join(row) + "\n" for row in rows)
+    csv_path.write_text(csv_text, encoding="utf-8")
+    if as_zip:
+        images_path = tmp_path / "images.zip"
+        with zipfile.ZipFile(images_path, "w") as zf:
+            for name in images:
+                zf.writestr(name, image_bytes(name))
+    else:
+        images_path = tmp_path / "images"
+        images_path.mkdir()
+        for name in images:
+            target = images_path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(image_bytes(name))
+    return str(csv_path), str(images_path)
+
+
+def expected_frame(rows) -> pd.DataFrame:
+    """The index table for (image, pid, camid, split) tuples, with the documented dtypes."""
+    frame = pd.DataFrame(rows, columns=["image", "pid", "camid", "split"])
+    frame["image"] = frame["image"].astype(str)
+    frame["pid"] = frame["pid"].astype("int64")
+    frame["camid"] = frame["camid"].astype("int64")
+    frame["split"] = frame["split"].astype(str)
+    return frame
+
+
+TRAIN_ONLY = [
+    ["image", "camid"],
+    ["cam3/day1/p_0007.jpg", "3"],
+    ["cam1/a.png", "1"],
+    ["cam10/b.JPG", "10"],
+]
+
+LABELLED = [
+    ["camid", "split", "image", "pid"],
+    ["2", "gallery", "gal/x_1.jpg", "5"],
+    ["1", "train", "train/cam1/0001.jpg", "1"],
+    ["1", "query", "q/5_c1.jpg", "5"],
+    ["4", "", "train/cam4/0002.png", ""],
+    ["2", "gallery", "gal/x_0.jpg", "0"],
+    ["0", "Train ", "train/cam0/0003.jpg", "12"],
+]
+
+
+# --- indexing -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_zip", [True, False])
+def test_train_only(tmp_path, as_zip):
+    csv_path, images_path = make_footage(tmp_path, TRAIN_ONLY, as_zip=as_zip)
+    index = index_footage(csv_path, images_path)
+    expected = expected_frame([
+        ("cam3/day1/p_0007.jpg", UNLABELLED, 3, "train"),
+        ("cam1/a.png", UNLABELLED, 1, "train"),
+        ("cam10/b.JPG", UNLABELLED, 10, "train"),
+    ])
+    pd.testing.assert_frame_equal(index, expected)
+    assert UNLABELLED == -1
+    assert not has_evaluation_split(index)
+    assert not has_train_identities(index)
+
+
+@pytest.mark.parametrize("as_zip", [True, False])
+def test_labelled_with_splits(tmp_path, as_zip):
+    csv_path, images_path = make_footage(tmp_path, LABELLED, as_zip=as_zip)
+    index = index_footage(csv_path, images_path)
+    expected = expected_frame([
+        ("train/cam1/0001.jpg", 1, 1, "train"),
+        ("train/cam4/0002.png", UNLABELLED, 4, "train"),
+        ("train/cam0/0003.jpg", 12, 0, "train"),
+        ("q/5_c1.jpg", 5, 1, "query"),
+        ("gal/x_1.jpg", 5, 2, "gallery"),
+        ("gal/x_0.jpg", 0, 2, "gallery"),
+    ])
+    pd.testing.assert_frame_equal(index, expected)
+    assert list(index.index) == list(range(6))
+    assert has_evaluation_split(index)
+    assert not has_train_identities(index)  # one train row is unlabelled
+
+
+def test_fully_labelled_train(tmp_path):
+    rows = [["image", "pid", "camid"], ["a.jpg", "3", "1"], ["b.jpg", "0", "2"]]
+    index = index_footage(*make_footage(tmp_path, rows, as_zip=False))
+    assert has_train_identities(index)
+    assert not has_evaluation_split(index)
+
+
+def test_source_may_hold_extra_files_and_csv_tolerates_blank_lines(tmp_path):
+    csv_text = "\ufeffImage , CAMID\n\nb.jpg, 2\n\"dir,with comma/c.jpg\",7\n\n"
+    csv_path, images_path = make_footage(
+        tmp_path, None, images=["b.jpg", "dir,with comma/c.jpg", "unused/d.jpg"], csv_text=csv_text,
+    )
+    index = index_footage(csv_path, images_path)
+    expected = expected_frame([("b.jpg", -1, 2, "train"), ("dir,with comma/c.jpg", -1, 7, "train")])
+    pd.testing.assert_frame_equal(index, expected)
+
+
+def test_has_helpers_on_plain_frames():
+    frame = expected_frame([("a", 1, 1, "train"), ("b", 2, 1, "query"), ("c", 2, 2, "gallery")])
+    assert has_evaluation_split(frame) and has_train_identities(frame)
+    assert not has_evaluation_split(frame[frame["split"] != "gallery"])
+    assert not has_train_identities(frame[frame["split"] != "train"])
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def raises_at(line):
+    """pytest.raises for a FootageFormatError naming images.csv and the given line."""
+    return pytest.raises(FootageFormatError, match=rf"^\S*images\.csv: line {line}: ")
+
+
+def check_one_line(err):
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        (["image"], r"missing required column\(s\) 'camid'"),
+        (["camid", "pid"], r"missing required column\(s\) 'image'"),
+        (["image", "camera"], r"missing required column\(s\) 'camid'; unknown column\(s\) 'camera'"),
+        (["image", "camid", "label"], r"unknown column\(s\) 'label'; expected columns image, camid"),
+        (["image", "camid", "camid"], r"repeated column\(s\) 'camid'"),
+    ],
+)
+def test_bad_header(tmp_path, header, message):
+    rows = [header, ["a.jpg"] + ["1"] * (len(header) - 1)]
+    with raises_at(1) as err:
+        index_footage(*make_footage(tmp_path, rows))
+    assert err.match(message)
+    check_one_line(err)
+
+
+@pytest.mark.parametrize(
+    "camid, message",
+    [
+        ("x", "camid: expected a non-negative integer, found 'x'"),
+        ("-2", "camid: expected a non-negative integer, found '-2'"),
+        ("1.5", "camid: expected a non-negative integer, found '1.5'"),
+        ("", "camid: expected a non-negative integer, found an empty cell"),
+        ("NA", "camid: expected a non-negative integer, found 'NA'"),
+    ],
+)
+def test_bad_camid(tmp_path, camid, message):
+    rows = [["image", "camid"], ["a.jpg", "1"], ["b.jpg", "2"], ["c.jpg", camid]]
+    with raises_at(4) as err:
+        index_footage(*make_footage(tmp_path, rows))
+    assert err.match(message)
+
+
+@pytest.mark.parametrize("pid", ["-1", "abc", "3.0", "NaN"])
+def test_bad_pid(tmp_path, pid):
+    rows = [["image", "camid", "pid"], ["a.jpg", "1", "4"], ["b.jpg", "2", pid]]
+    with raises_at(3) as err:
+        index_footage(*make_footage(tmp_path, rows))
+    assert err.match(rf"pid: expected a non-negative integer \(or an empty cell .*\), found '{pid}'")
+
+
+def test_unknown_split(tmp_path):
+    rows = [["image", "camid", "pid", "split"], ["a.jpg", "1", "", "train"], ["b.jpg", "2", "3", "test"]]
+    with raises_at(3) as err:
+        index_footage(*make_footage(tmp_path, rows))
+    assert err.match("split: expected train, query or gallery .* found 'test'")
+
+
+def test_duplicate_image(tmp_path):
+    rows = [["image", "camid"], ["a.jpg", "1"], ["b.jpg", "1"], ["a.jpg", "2"]]
+    with raises_at(4) as err:
+        index_footage(*make_footage(tmp_path, rows, images=["a.jpg", "b.jpg"]))
+    assert err.match("duplicate image 'a.jpg', first listed on line 2")
+
+
+@pytest.mark.parametrize("as_zip", [True, False])
+def test_missing_images(tmp_path, as_zip):
+    rows = [["image", "camid"]] + [[f"cam1/{i}.jpg", "1"] for i in range(9)]
+    present = ["cam1/0.jpg", "cam1/2.jpg"]
+    csv_path, images_path = make_footage(tmp_path, rows, as_zip=as_zip, images=present)
+    with raises_at(3) as err:
+        index_footage(csv_path, images_path)
+    message = str(err.value)
+    assert "7 of 9 listed image(s) not found" in message
+    assert images_path in message
+    assert "line 3 'cam1/1.jpg', line 5 'cam1/3.jpg'" in message
+    assert "line 8 'cam1/6.jpg' and 2 more;" in message and "'cam1/7.jpg'" not in message
+    assert "e.g. 'cam1/0.jpg'" in message
+    check_one_line(err)
+
+
+def test_missing_image_with_backslash(tmp_path):
+    rows = [["image", "camid"], ["cam1\\a.jpg", "1"]]
+    with raises_at(2) as err:
+        index_footage(*make_footage(tmp_path, rows, as_zip=False, images=["cam1/a.jpg"]))
+    assert err.match(r"not found in folder .*use '/' between folders")
+
+
+def test_empty_image_cell(tmp_path):
+    rows = [["camid", "image"], ["1", "a.jpg"], ["2", ""]]
+    with raises_at(3) as err:
+        index_footage(*make_footage(tmp_path, rows))
+    assert err.match("image: expected a path .* found an empty cell")
+
+
+def test_no_train_rows(tmp_path):
+    rows = [["image", "camid", "pid", "split"], ["a.jpg", "1", "1", "query"], ["b.jpg", "2", "1", "gallery"]]
+    with raises_at("2-3") as err:
+        index_footage(*make_footage(tmp_path, rows))
+    assert err.match(r"no train rows; expected .*split 'train'.* found 1 query, 1 gallery$")
+
+
+@pytest.mark.parametrize("present, absent", [("query", "gallery"), ("gallery", "query")])
+def test_query_without_gallery(tmp_path, present, absent):
+    rows = [["image", "camid", "pid", "split"], ["a.jpg", "1", "", ""], ["b.jpg", "2", "1", present]]
+    with raises_at(3) as err:
+        index_footage(*make_footage(tmp_path, rows))
+    assert err.match(f"{present} rows but no {absent} rows; .* {absent} is missing")
+
+
+@pytest.mark.parametrize("split", ["query", "gallery"])
+def test_evaluation_rows_need_pid(tmp_path, split):
+    rows = [["image", "camid", "pid", "split"], ["a.jpg", "1", "", ""], ["b.jpg", "2", " ", split]]
+    with raises_at(3) as err:
+        index_footage(*make_footage(tmp_path, rows))
+    assert err.match(f"pid: {split} images need an identity .* found an empty cell")
+    no_pid_column = tmp_path / "no_pid_column"
+    no_pid_column.mkdir()
+    rows = [["image", "camid", "split"], ["a.jpg", "1", ""], ["b.jpg", "2", split]]
+    with raises_at(3) as err:
+        index_footage(*make_footage(no_pid_column, rows))
+    assert err.match("found no pid column")
+
+
+def test_header_only(tmp_path):
+    with raises_at(1) as err:
+        index_footage(*make_footage(tmp_path, [["image", "camid"]]))
+    assert err.match("header only")
+
+
+def test_empty_file(tmp_path):
+    with raises_at(1) as err:
+        index_footage(*make_footage(tmp_path, None, images=[], csv_text=""))
+    assert err.match("empty file; expected a header row")
+
+
+def test_too_many_fields(tmp_path):
+    rows = [["image", "camid"], ["a.jpg", "1"], ["b.jpg", "2", "3"]]
+    with raises_at(3) as err:
+        index_footage(*make_footage(tmp_path, rows, images=["a.jpg", "b.jpg"]))
+    assert err.match("expected 2 comma-separated fields as in the header, found 3")
+
+
+def test_line_numbers_count_blank_and_multiline_cells(tmp_path):
+    csv_text = 'image,camid\n\n"odd\nname.jpg",1\nb.jpg,x\n'
+    csv_path, images_path = make_footage(tmp_path, None, images=["odd\nname.jpg", "b.jpg"], csv_text=csv_text)
+    with raises_at(5):
+        index_footage(csv_path, images_path)
+
+
+def test_missing_csv_or_source(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        index_footage(tmp_path / "nope.csv", tmp_path)
+    csv_path, _ = make_footage(tmp_path, TRAIN_ONLY)
+    with pytest.raises(FileNotFoundError, match="gone.zip"):
+        index_footage(csv_path, tmp_path / "gone.zip")
+
+
+def test_is_a_value_error():
+    assert issubclass(FootageFormatError, ValueError)

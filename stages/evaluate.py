@@ -9,8 +9,10 @@ from iics.checkpoint import load_backbone
 from iics.evaluation import evaluate
 from iics.features import cosine_distance, extract_features
 from iics.image_cache import load_image_cache
-from iics.index import read_index, split_rows
+from iics.index import has_evaluation_split, read_index, split_rows
 from iics.runtime import resolve_device
+
+NO_TEST_SET = "the dataset has no query/gallery images with identities"
 
 
 def main() -> None:
@@ -20,6 +22,10 @@ def main() -> None:
     params = load_params()
     device = resolve_device(params["device"])
     index = read_index(prepared_dir(params) / "index.csv")
+    if not has_evaluation_split(index):
+        write_json(round_metrics_dir(args.round) / "eval.json", {"evaluated": False, "reason": NO_TEST_SET})
+        print(f"evaluate {args.round}: skipped, {NO_TEST_SET}")
+        return
     images = load_image_cache(prepared_dir(params) / "images.npy")
     backbone, _ = load_backbone(round_dir(args.round) / "model.pt", params["model"]["backbone"])
     query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
@@ -28,9 +34,9 @@ def main() -> None:
     g = extract_features(backbone, images[gallery], device, batch, progress=show_progress(), desc="gallery")
     pids, cams = index["pid"].to_numpy(), index["camid"].to_numpy()
     scores = evaluate(cosine_distance(q, g), pids[query], pids[gallery], cams[query], cams[gallery])
-    scores = {k: round(float(v), 2) for k, v in scores.items()}
+    scores = {"evaluated": True, **{k: round(float(v), 2) for k, v in scores.items()}}
     write_json(round_metrics_dir(args.round) / "eval.json", scores)
-    print(f"evaluate {args.round}: " + "  ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+    print(f"evaluate {args.round}: " + "  ".join(f"{k} {v:.2f}" for k, v in scores.items() if k != "evaluated"))
 
 
 if __name__ == "__main__":

@@ -1,33 +1,43 @@
-"""Stage `extract`: raw zip -> prepared/index.csv + prepared/images.npy (uint8 image cache)."""
+"""Stage `extract`: raw files -> prepared/index.csv + prepared/images.npy, and metrics/dataset.json.
+
+The raw folder holds an official zip (checked against its md5 and published counts), any
+Market-1501-layout zip, the MSMT17 V2 zip, or your own crops with images.csv (dataset.layout).
+An interrupted run leaves no index.csv, so it is never mistaken for a complete one.
+"""
 from __future__ import annotations
 
-from common import dataset_dir, load_params, prepared_dir, show_progress
+from common import METRICS, dataset_dir, load_params, prepared_dir, show_progress, write_json
 
+from iics.datasets import index_dataset, summarize
 from iics.image_cache import build_image_cache
-from iics.market import index_market_zip
-
-
-def find_zip(raw_dir):
-    zips = sorted(raw_dir.glob("*.zip"))
-    if len(zips) != 1:
-        found = ", ".join(z.name for z in zips) or "none"
-        raise SystemExit(f"{raw_dir}: expected exactly one dataset zip, found {found}")
-    return zips[0]
+from iics.index import has_evaluation_split, has_train_identities, write_index
 
 
 def main() -> None:
     params = load_params()
-    zip_path = find_zip(dataset_dir(params) / "raw")
+    dataset = params["dataset"]
     out = prepared_dir(params)
     out.mkdir(parents=True, exist_ok=True)
-    index = index_market_zip(zip_path)
-    build_image_cache(
-        zip_path, list(index["image"]), params["dataset"]["height"], params["dataset"]["width"],
-        out / "images.npy", progress=show_progress(),
-    )
-    index.to_csv(out / "index.csv", index=False)
-    for split, part in index.groupby("split", sort=False):
-        print(f"{split:8s} {len(part):6d} images  {part['pid'].nunique():5d} ids  {part['camid'].nunique():3d} cameras")
+    (out / "index.csv").unlink(missing_ok=True)
+    progress = show_progress()
+    try:
+        source, index = index_dataset(dataset_dir(params) / "raw", dataset["name"], dataset["layout"], progress=progress)
+        build_image_cache(source, list(index["image"]), dataset["height"], dataset["width"], out / "images.npy", progress=progress)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"extract: {exc}") from None
+    write_index(index, out / "index.csv")
+    summary = {
+        "name": dataset["name"],
+        "splits": summarize(index),
+        "evaluation": has_evaluation_split(index),
+        "train_identities": has_train_identities(index),
+    }
+    write_json(METRICS / "dataset.json", summary)
+    print(f"{dataset['name']} from {source.name}:")
+    for split, counts in summary["splits"].items():
+        print(f"  {split:8s} {counts['images']:7d} images  {counts['ids']:6d} ids  {counts['cameras']:3d} cameras")
+    if not summary["evaluation"]:
+        print("  no query/gallery with identities: the evaluate stages will record that nothing was evaluated")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from iics.checkpoint import load_backbone, load_heads
 from iics.diagnostics import pseudo_label_quality
 from iics.features import camera_head_probabilities, extract_features
 from iics.image_cache import load_image_cache
-from iics.index import camera_positions, read_index, split_rows
+from iics.index import camera_positions, has_train_identities, read_index, split_rows
 from iics.pseudo_labels import inter_camera_labels
 from iics.runtime import resolve_device
 
@@ -45,10 +45,12 @@ def main() -> None:
     labels = inter_camera_labels(features, probabilities, camera_index, mu_t, inter_cut(params), reranking(params))
     np.save(labels_path, labels)
 
-    # Diagnostics only: ground-truth ids never reach training.
-    quality = pseudo_label_quality(labels, index["pid"].to_numpy()[train])
+    quality = {"num_clusters": int(labels.max() + 1)}
+    if has_train_identities(index):  # diagnostics only: ground-truth ids never reach training
+        quality = pseudo_label_quality(labels, index["pid"].to_numpy()[train])
     write_json(metrics_path, {"enabled": True, "mu_t": mu_t, **quality})
-    print(f"inter_affinity {args.round}: {quality['num_clusters']} clusters, NMI {quality['nmi']:.3f}, mu_t {mu_t:.4f}")
+    nmi = f", NMI {quality['nmi']:.3f}" if "nmi" in quality else ""
+    print(f"inter_affinity {args.round}: {quality['num_clusters']} clusters{nmi}, mu_t {mu_t:.4f}")
 
 
 if __name__ == "__main__":

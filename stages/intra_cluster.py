@@ -8,7 +8,7 @@ import torch
 from common import load_params, prepared_dir, round_dir, round_metrics_dir, write_json
 
 from iics.diagnostics import pseudo_label_quality
-from iics.index import camera_positions, read_index, split_rows
+from iics.index import camera_positions, has_train_identities, read_index, split_rows
 from iics.pseudo_labels import intra_camera_labels
 from params_io import intra_cut, reranking
 
@@ -25,13 +25,15 @@ def main() -> None:
     labels = intra_camera_labels(features, camera_index, intra_cut(params), reranking(params))
     np.save(round_dir(args.round) / "intra_labels.npy", labels)
 
-    # Diagnostics only: ground-truth ids never reach training.
-    combined_pred = camera_index * (labels.max() + 1) + labels
-    combined_true = camera_index * (train["pid"].max() + 1) + train["pid"].to_numpy()
-    quality = pseudo_label_quality(combined_pred, combined_true)
     per_camera = {f"c{cam}": int(labels[camera_index == i].max() + 1) for i, cam in enumerate(cameras)}
+    quality = {}
+    if has_train_identities(index):  # diagnostics only: ground-truth ids never reach training
+        combined_pred = camera_index * (labels.max() + 1) + labels
+        combined_true = camera_index * (train["pid"].max() + 1) + train["pid"].to_numpy()
+        quality = pseudo_label_quality(combined_pred, combined_true)
     write_json(round_metrics_dir(args.round) / "intra.json", {"clusters_per_camera": per_camera, **quality})
-    print(f"intra {args.round}: clusters per camera {per_camera}, NMI {quality['nmi']:.3f}")
+    nmi = f", NMI {quality['nmi']:.3f}" if quality else " (no train identities: no NMI)"
+    print(f"intra {args.round}: clusters per camera {per_camera}{nmi}")
 
 
 if __name__ == "__main__":

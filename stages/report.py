@@ -33,9 +33,9 @@ def main() -> None:
                     "nmi", "ari", "pairwise_precision", "pairwise_recall")}})
     for round_id in ["init", *rounds]:
         values = read(round_id, "eval")
-        if values:
+        if values.get("evaluated"):
             t = -1 if round_id == "init" else params["rounds"][round_id]["t"]
-            scores.append({"round": t, **values})
+            scores.append({"round": t, **{k: v for k, v in values.items() if k != "evaluated"}})
     curves = METRICS / "curves"
     curves.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(clusters).to_csv(curves / "clusters.csv", index=False)
@@ -48,7 +48,10 @@ def main() -> None:
     if not final:
         raise SystemExit(f"metrics/rounds/{rounds[-1]}/eval.json missing: the last round must be evaluated")
     write_json(METRICS / "eval.json", final)
-    print("final (last round) " + "  ".join(f"{k} {v:.2f}" for k, v in final.items()))
+    if final["evaluated"]:
+        print("final (last round) " + "  ".join(f"{k} {v:.2f}" for k, v in final.items() if k != "evaluated"))
+    else:
+        print(f"final (last round): not evaluated, {final['reason']}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,181 @@
+"""Which files make up a dataset, how to index them, and the checks for the official releases.
+
+Three layouts are understood:
+
+- ``market``: one zip in Market-1501's folders and naming (Market-1501, DukeMTMC-reID,
+  CUHK03-NP, the embedded synthetic set, ...);
+- ``msmt17``: the MSMT17 V2 zip with its list files;
+- ``csv``: your own crops, ``images.csv`` next to ``images.zip`` or an ``images/`` folder.
+
+Datasets named after an official release (:data:`OFFICIAL`) must be that release's zip: its md5
+(where published) and its image, identity and camera counts are checked, and any mismatch
+stops extraction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from iics.footage import index_footage
+from iics.market import index_market_zip
+from iics.msmt17 import index_msmt17_zip
+
+LAYOUTS = ("market", "msmt17", "csv")
+FOOTAGE_CSV = "images.csv"
+FOOTAGE_ZIP = "images.zip"
+FOOTAGE_FOLDER = "images"
+
+
+class DatasetError(ValueError):
+    """Raw data that does not match what the dataset's name or layout promises."""
+
+
+@dataclass(frozen=True)
+class OfficialRelease:
+    """Published facts about one benchmark's distributed zip."""
+
+    title: str
+    layout: str
+    zip_name: str
+    md5: str | None  # None where no checksum is published
+    images: dict  # split -> image count after dropping junk
+    train_ids: int
+    cameras: int
+
+
+OFFICIAL = {
+    "market1501": OfficialRelease(
+        "Market-1501", "market", "Market-1501-v15.09.15.zip", "65005ab7d12ec1c44de4eeafe813e68a",
+        {"train": 12936, "query": 3368, "gallery": 15913}, train_ids=751, cameras=6,
+    ),
+    "dukemtmc": OfficialRelease(
+        "DukeMTMC-reID", "market", "DukeMTMC-reID.zip", "2f93496f9b516d1ee5ef51c1d5e7d601",
+        {"train": 16522, "query": 2228, "gallery": 17661}, train_ids=702, cameras=8,
+    ),
+    "msmt17": OfficialRelease(
+        "MSMT17 V2", "msmt17", "MSMT17_V2.zip", None,
+        {"train": 32621, "query": 11659, "gallery": 82161}, train_ids=1041, cameras=15,
+    ),
+}
+
+
+def file_md5(path: str | os.PathLike, progress: bool = False, chunk_bytes: int = 1 << 22) -> str:
+    """Hex md5 of a file, read in chunks (bounded memory), with an optional progress bar."""
+    path = os.fspath(path)
+    digest = hashlib.md5()
+    with open(path, "rb") as f, tqdm(
+        total=os.path.getsize(path), unit="B", unit_scale=True, desc=f"md5 {os.path.basename(path)}",
+        disable=not progress,
+    ) as bar:
+        while chunk := f.read(chunk_bytes):
+            digest.update(chunk)
+            bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def summarize(index: pd.DataFrame) -> dict:
+    """Images, identities and cameras per split (identities count labelled rows, pid >= 0)."""
+    summary = {}
+    for split, part in index.groupby("split", sort=False):
+        labelled = part["pid"][part["pid"] >= 0]
+        summary[split] = {
+            "images": int(len(part)),
+            "ids": int(labelled.nunique()),
+            "cameras": int(part["camid"].nunique()),
+        }
+    return summary
+
+
+def check_official_counts(index: pd.DataFrame, release: OfficialRelease, zip_path: str) -> None:
+    """DatasetError listing every count that differs from the published release."""
+    found = summarize(index)
+    problems = []
+    for split, expected in release.images.items():
+        got = found.get(split, {}).get("images", 0)
+        if got != expected:
+            problems.append(f"{split} images expected {expected}, found {got}")
+    train = found.get("train", {})
+    if train.get("ids", 0) != release.train_ids:
+        problems.append(f"train identities expected {release.train_ids}, found {train.get('ids', 0)}")
+    cameras = int(index["camid"].nunique())
+    if cameras != release.cameras:
+        problems.append(f"cameras expected {release.cameras}, found {cameras}")
+    if problems:
+        raise DatasetError(
+            f"{zip_path}: does not match the published {release.title} release: " + "; ".join(problems)
+            + " (an incomplete or modified copy; extract the official zip again)"
+        )
+
+
+def _single_zip(raw_dir: Path) -> Path:
+    zips = sorted(p for p in raw_dir.glob("*.zip") if p.is_file())
+    if len(zips) != 1:
+        found = ", ".join(p.name for p in zips) or "none"
+        raise DatasetError(f"{raw_dir}: expected exactly one dataset .zip, found {found}")
+    return zips[0]
+
+
+def _official_zip(raw_dir: Path, release: OfficialRelease) -> Path:
+    path = raw_dir / release.zip_name
+    if not path.is_file():
+        found = ", ".join(sorted(p.name for p in raw_dir.glob("*"))) if raw_dir.is_dir() else "no such folder"
+        raise DatasetError(
+            f"{path}: not found; the {release.title} configuration expects the official zip there "
+            f"(found in {raw_dir}: {found or 'nothing'})"
+        )
+    return path
+
+
+def _footage_source(raw_dir: Path) -> tuple[Path, Path]:
+    csv_path = raw_dir / FOOTAGE_CSV
+    if not csv_path.is_file():
+        raise DatasetError(f"{csv_path}: not found; layout csv expects {FOOTAGE_CSV} (image, camid[, pid, split]) in {raw_dir}")
+    zip_path, folder = raw_dir / FOOTAGE_ZIP, raw_dir / FOOTAGE_FOLDER
+    if zip_path.is_file() == folder.is_dir():
+        state = "both exist" if zip_path.is_file() else "neither exists"
+        raise DatasetError(f"{raw_dir}: layout csv expects either {FOOTAGE_ZIP} or an {FOOTAGE_FOLDER}/ folder beside {FOOTAGE_CSV}; {state}")
+    return csv_path, zip_path if zip_path.is_file() else folder
+
+
+def index_dataset(raw_dir: str | os.PathLike, name: str, layout: str, progress: bool = False) -> tuple[Path, pd.DataFrame]:
+    """Locate, verify and index a dataset's raw files.
+
+    Returns the image source (zip or folder) and the index table (image, pid, camid, split)
+    in the row order the image cache will use. Official release names are checked for the
+    expected zip name, its md5 and the published counts.
+    """
+    raw_dir = Path(raw_dir)
+    if layout not in LAYOUTS:
+        raise DatasetError(f"dataset.layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if not raw_dir.is_dir():
+        raise DatasetError(f"{raw_dir}: no such folder; put the dataset files there (see data/README.md)")
+    release = OFFICIAL.get(name)
+    if release is not None:
+        if layout != release.layout:
+            raise DatasetError(
+                f"dataset {name!r} is the official {release.title} release, layout {release.layout!r}; "
+                f"got dataset.layout {layout!r} (use another dataset name for a different layout)"
+            )
+        zip_path = _official_zip(raw_dir, release)
+        if release.md5 is not None:
+            found = file_md5(zip_path, progress=progress)
+            if found != release.md5:
+                raise DatasetError(
+                    f"{zip_path}: md5 {found} does not match the official {release.title} zip "
+                    f"(expected {release.md5}); the download is damaged or a different file"
+                )
+        index = index_msmt17_zip(zip_path) if layout == "msmt17" else index_market_zip(zip_path)
+        check_official_counts(index, release, str(zip_path))
+        return zip_path, index
+    if layout == "csv":
+        csv_path, source = _footage_source(raw_dir)
+        return source, index_footage(csv_path, source)
+    zip_path = _single_zip(raw_dir)
+    index = index_msmt17_zip(zip_path) if layout == "msmt17" else index_market_zip(zip_path)
+    return zip_path, index

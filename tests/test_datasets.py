@@ -1,0 +1,146 @@
+"""iics.datasets: which raw files each layout needs, and the official-release checks
+(md5 and published counts) on tiny zips in each official layout."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import pytest
+from test_footage import make_footage
+from test_market import LAYOUT, make_zip
+from test_msmt17 import make_msmt17_zip
+
+from iics import datasets
+from iics.datasets import DatasetError, check_official_counts, file_md5, index_dataset, summarize
+
+
+def md5_of(path) -> str:
+    return hashlib.md5(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture
+def tiny_market_release(tmp_path, monkeypatch):
+    """data/market1501/raw/ holding a tiny Market-layout zip, registered as the official release."""
+    raw = tmp_path / "market1501" / "raw"
+    raw.mkdir(parents=True)
+    zip_path = make_zip(raw / "Market-1501-v15.09.15.zip", LAYOUT)
+    release = dataclasses.replace(
+        datasets.OFFICIAL["market1501"], md5=md5_of(zip_path),
+        images={"train": 2, "query": 1, "gallery": 2}, train_ids=2, cameras=4,
+    )
+    monkeypatch.setitem(datasets.OFFICIAL, "market1501", release)
+    return raw, release
+
+
+def test_published_facts():
+    market, duke, msmt = (datasets.OFFICIAL[n] for n in ("market1501", "dukemtmc", "msmt17"))
+    assert market.images == {"train": 12936, "query": 3368, "gallery": 15913} and market.md5 == "65005ab7d12ec1c44de4eeafe813e68a"
+    assert duke.images == {"train": 16522, "query": 2228, "gallery": 17661} and duke.md5 == "2f93496f9b516d1ee5ef51c1d5e7d601"
+    assert msmt.images == {"train": 32621, "query": 11659, "gallery": 82161} and msmt.layout == "msmt17"
+
+
+def test_file_md5_streams_in_chunks(tmp_path):
+    path = tmp_path / "blob.bin"
+    path.write_bytes(bytes(range(256)) * 1000)
+    assert file_md5(path, chunk_bytes=1000) == md5_of(path)
+
+
+def test_official_release_passes_its_checks(tiny_market_release):
+    raw, _ = tiny_market_release
+    source, index = index_dataset(raw, "market1501", "market")
+    assert source == raw / "Market-1501-v15.09.15.zip"
+    assert summarize(index) == {
+        "train": {"images": 2, "ids": 2, "cameras": 2},
+        "query": {"images": 1, "ids": 1, "cameras": 1},
+        "gallery": {"images": 2, "ids": 2, "cameras": 2},  # the distractor (pid 0) is kept; junk dropped
+    }
+
+
+def test_wrong_md5_names_file_and_both_sums(tiny_market_release, monkeypatch):
+    raw, release = tiny_market_release
+    monkeypatch.setitem(datasets.OFFICIAL, "market1501", dataclasses.replace(release, md5="0" * 32))
+    with pytest.raises(DatasetError, match=rf"Market-1501-v15.09.15.zip: md5 {md5_of(raw / release.zip_name)} .*expected 0{{32}}"):
+        index_dataset(raw, "market1501", "market")
+
+
+def test_count_mismatch_lists_every_difference(tiny_market_release, monkeypatch):
+    raw, release = tiny_market_release
+    monkeypatch.setitem(datasets.OFFICIAL, "market1501", dataclasses.replace(
+        release, images={"train": 3, "query": 1, "gallery": 2}, cameras=6))
+    with pytest.raises(DatasetError, match=r"Market-1501-v15.09.15.zip: does not match the published Market-1501 release: train images expected 3, found 2; "
+                                           r"cameras expected 6, found 4"):
+        index_dataset(raw, "market1501", "market")
+
+
+def test_official_name_needs_the_official_zip(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    make_zip(raw / "market.zip", LAYOUT)
+    with pytest.raises(DatasetError, match=r"Market-1501-v15.09.15.zip: not found.*found in .*: market.zip"):
+        index_dataset(raw, "market1501", "market")
+    with pytest.raises(DatasetError, match=r"official Market-1501 release, layout 'market'; got dataset.layout 'csv'"):
+        index_dataset(raw, "market1501", "csv")
+
+
+def test_truncated_official_zip_is_reported(tiny_market_release, monkeypatch):
+    raw, release = tiny_market_release
+    path = raw / release.zip_name
+    path.write_bytes(path.read_bytes()[:300])
+    monkeypatch.setitem(datasets.OFFICIAL, "market1501", dataclasses.replace(release, md5=md5_of(path)))
+    with pytest.raises(ValueError, match=r"Market-1501-v15.09.15.zip: not a readable zip"):
+        index_dataset(raw, "market1501", "market")
+
+
+def test_msmt17_release_counts(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    make_msmt17_zip(raw / "MSMT17_V2.zip")
+    with pytest.raises(DatasetError, match=r"MSMT17_V2.zip: does not match the published MSMT17 V2 release: train images expected 32621"):
+        index_dataset(raw, "msmt17", "msmt17")
+    source, index = index_dataset(raw, "msmt17_copy", "msmt17")  # any other name: no fixed counts
+    found = summarize(index)
+    release = dataclasses.replace(datasets.OFFICIAL["msmt17"], images={s: v["images"] for s, v in found.items()},
+                                  train_ids=found["train"]["ids"], cameras=int(index["camid"].nunique()))
+    check_official_counts(index, release, str(source))
+
+
+def test_any_market_layout_zip_is_indexed_without_checks(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    make_zip(raw / "cuhk03-np.zip", LAYOUT)
+    source, index = index_dataset(raw, "cuhk03np", "market")
+    assert source.name == "cuhk03-np.zip" and len(index) == 5
+    make_zip(raw / "second.zip", LAYOUT)
+    with pytest.raises(DatasetError, match=r"raw: expected exactly one dataset .zip, found cuhk03-np.zip, second.zip"):
+        index_dataset(raw, "cuhk03np", "market")
+
+
+@pytest.mark.parametrize("as_zip", [True, False])
+def test_csv_layout(tmp_path, as_zip):
+    rows = [["image", "camid"], ["a/1.jpg", "1"], ["b/2.png", "2"]]
+    csv_path, images_path = make_footage(tmp_path, rows, as_zip=as_zip)
+    source, index = index_dataset(tmp_path, "cams", "csv")
+    assert str(source) == images_path and list(index["image"]) == ["a/1.jpg", "b/2.png"]
+    assert list(index["pid"]) == [-1, -1]
+
+
+def test_csv_layout_needs_one_image_source(tmp_path):
+    rows = [["image", "camid"], ["a.jpg", "1"]]
+    make_footage(tmp_path, rows, as_zip=True)
+    (tmp_path / "images").mkdir()
+    with pytest.raises(DatasetError, match="either images.zip or an images/ folder beside images.csv; both exist"):
+        index_dataset(tmp_path, "cams", "csv")
+    (tmp_path / "images").rmdir()
+    (tmp_path / "images.zip").unlink()
+    with pytest.raises(DatasetError, match="neither exists"):
+        index_dataset(tmp_path, "cams", "csv")
+    (tmp_path / "images.csv").unlink()
+    with pytest.raises(DatasetError, match=r"images.csv: not found; layout csv expects"):
+        index_dataset(tmp_path, "cams", "csv")
+
+
+def test_bad_layout_and_missing_folder(tmp_path):
+    with pytest.raises(DatasetError, match="dataset.layout must be one of market, msmt17, csv, got 'voc'"):
+        index_dataset(tmp_path, "x", "voc")
+    with pytest.raises(DatasetError, match="nowhere: no such folder"):
+        index_dataset(tmp_path / "nowhere", "x", "market")

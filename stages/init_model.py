@@ -1,20 +1,41 @@
 """Stage `init`: the starting backbone (ImageNet weights from a local file, or random)."""
 from __future__ import annotations
 
+import sys
+
 import torch
 from common import ROOT, load_params, round_dir
 
 from iics.checkpoint import save_backbone
 from iics.models import build_backbone
 
+NO_WEIGHTS_WARNING = """\
+########################################################################################
+WARNING: model.weights is null, so {backbone} starts from RANDOM weights on the real
+dataset {dataset!r}. IICS starts from an ImageNet backbone; without one, results will be
+far below the paper's. Fetch the file named in README "ImageNet weights", put it at
+data/weights/, and set model.weights (the paper configurations already point there).
+########################################################################################"""
+
 
 def main() -> None:
-    model_params = load_params()["model"]
+    params = load_params()
+    model_params = params["model"]
     torch.manual_seed(int(model_params["seed"]))
     weights = model_params["weights"]
+    if weights is None and params["dataset"]["name"] != "synthetic":
+        print(NO_WEIGHTS_WARNING.format(backbone=model_params["backbone"], dataset=params["dataset"]["name"]), file=sys.stderr)
     if weights is not None:
         weights = str((ROOT / weights).resolve()) if not str(weights).startswith("/") else weights
-    backbone = build_backbone(model_params["backbone"], weights=weights)
+    try:
+        backbone = build_backbone(model_params["backbone"], weights=weights)
+    except FileNotFoundError as exc:
+        raise SystemExit(
+            f"init: {exc}. README \"ImageNet weights\" says which file to fetch; or set model.weights=null "
+            "to start from random weights (far below the paper's results)"
+        ) from None
+    except ValueError as exc:
+        raise SystemExit(f"init: {exc}") from None
     save_backbone(backbone, model_params["backbone"], round_dir("init") / "model.pt")
     print(f"init: {model_params['backbone']} from {weights or 'random initialisation'}")
 

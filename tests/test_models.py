@@ -304,3 +304,25 @@ def test_classifier_head():
     assert logits.shape == (4, 700)
     logits.sum().backward()
     assert head.bn.bias.grad is None
+
+
+def test_torchvision_file_names_are_checked_against_their_sha256(tmp_path):
+    import hashlib
+
+    from iics.models.weights import check_torchvision_hash
+
+    model = build_backbone("resnet18")
+    plain = tmp_path / "weights.pth"
+    torch.save(model.state_dict(), plain)
+    prefix = hashlib.sha256(plain.read_bytes()).hexdigest()[:8]
+    named = tmp_path / f"resnet18-{prefix}.pth"
+    plain.rename(named)
+    assert check_torchvision_hash(named) is True
+    load_imagenet_weights(build_backbone("resnet18"), named)
+    wrong = tmp_path / "resnet18-0123abcd.pth"
+    named.rename(wrong)
+    with pytest.raises(ValueError, match=rf"resnet18-0123abcd.pth: SHA-256 starts with {prefix}, but the file name promises 0123abcd"):
+        load_imagenet_weights(build_backbone("resnet18"), wrong)
+    unnamed = tmp_path / "my_weights.pth"
+    wrong.rename(unnamed)
+    assert check_torchvision_hash(unnamed) is False

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import yaml
+from PIL import Image
 from tiny_repo import GIT, dvc_executable, make_tiny_repo, run
 
 
@@ -12,7 +15,7 @@ def test_repro_then_experiment_changes_metrics(tmp_path):
     env = make_tiny_repo(tmp_path, rounds=2)
     run([dvc, "repro"], tmp_path, env)
     first = json.loads((tmp_path / "metrics" / "eval.json").read_text())
-    assert set(first) == {"mAP", "rank1", "rank5", "rank10"}
+    assert set(first) == {"evaluated", "mAP", "rank1", "rank5", "rank10"} and first["evaluated"] is True
     assert (tmp_path / "metrics" / "curves" / "clusters.csv").is_file()
     assert "changed" not in run([dvc, "status"], tmp_path, env)
 
@@ -25,3 +28,45 @@ def test_repro_then_experiment_changes_metrics(tmp_path):
     assert second != first
     diff = run([dvc, "metrics", "diff"], tmp_path, env)
     assert "mAP" in diff
+
+
+def write_footage(raw, identities: int = 8, cameras: int = 2, per_camera: int = 2) -> None:
+    """Own-footage crops (an images/ folder and images.csv with image, camid only): each identity
+    a distinct colour pattern, seen by every camera."""
+    rng = np.random.default_rng(0)
+    rows = ["image,camid"]
+    for person in range(identities):
+        colours = rng.integers(0, 256, size=(2, 3))
+        for camera in range(1, cameras + 1):
+            for shot in range(per_camera):
+                pixels = np.empty((32, 16, 3), dtype=np.uint8)
+                pixels[:16], pixels[16:] = colours[0], colours[1]
+                pixels = np.clip(pixels + rng.normal(0, 8, pixels.shape), 0, 255).astype(np.uint8)
+                name = f"cam{camera}/p{person}_{shot}.png"
+                (raw / "images" / name).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).save(raw / "images" / name)
+                rows.append(f"{name},{camera}")
+    (raw / "images.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_own_footage_preset_without_test_split(tmp_path):
+    """`dvc exp run -S dataset=footage` composes the preset through DVC's Hydra integration;
+    with no query/gallery the metrics say that nothing was evaluated."""
+    dvc = dvc_executable()
+    env = make_tiny_repo(tmp_path, rounds=1)
+    write_footage(tmp_path / "data" / "cams" / "raw")
+    tiny = ["dataset.name=cams", "dataset.height=32", "dataset.width=16", "model.backbone=resnet18",
+            "model.weights=null", "intra.epochs=1", "intra.batch_per_camera=4", "inter.epochs=1",
+            "inter.ids_per_batch=4", "inter.images_per_id=2", "augment.pad=2", "schedule=short"]
+    out = run([dvc, "exp", "run", "-S", "dataset=footage", *[a for o in tiny for a in ("-S", o)]], tmp_path, env)
+    assert "WARNING: model.weights is null" in out
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert params["dataset"] == {"name": "cams", "layout": "csv", "height": 32, "width": 16}
+    assert params["clustering"]["method"] == "quantile"
+    dataset = json.loads((tmp_path / "metrics" / "dataset.json").read_text())
+    assert dataset["splits"] == {"train": {"images": 32, "ids": 0, "cameras": 2}}
+    assert dataset["evaluation"] is False and dataset["train_identities"] is False
+    final = json.loads((tmp_path / "metrics" / "eval.json").read_text())
+    assert final == {"evaluated": False, "reason": "the dataset has no query/gallery images with identities"}
+    intra = json.loads((tmp_path / "metrics" / "rounds" / "r00" / "intra.json").read_text())
+    assert set(intra) == {"clusters_per_camera"} and len(intra["clusters_per_camera"]) == 2

@@ -11,7 +11,6 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-GENERATED_MARKER = "# ---- generated"
 TINY = {
     "dataset": {"height": 32, "width": 16},
     "synthetic": {"train_ids": 16, "test_ids": 10, "cameras": 2, "cameras_per_id": 2, "images_per_camera": 3,
@@ -21,17 +20,16 @@ TINY = {
     "intra": {"epochs": 1, "batch_per_camera": 4},
     "inter": {"epochs": 1, "ids_per_batch": 4, "images_per_id": 2},
     "augment": {"pad": 2},
-    "eval": {"every": 1},
 }
 GIT = ["git", "-c", "user.name=iics", "-c", "user.email=iics@localhost"]
 
 
 def run(args: list, cwd: Path, env: dict) -> str:
-    """Run a command; fail with its output tail when it exits non-zero."""
+    """Run a command and return its stdout + stderr; fail with their tails when it exits non-zero."""
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 def _merge(base: dict, update: dict) -> None:
@@ -50,22 +48,22 @@ def dvc_executable() -> str:
 
 
 def make_tiny_repo(dest: Path, rounds: int, every: int = 1) -> dict:
-    """Copy the pipeline into `dest` with the tiny parameters and `rounds` rounds, commit it in a
-    fresh git repo and return the environment to run dvc in."""
-    for name in ("stages", "iics", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
+    """Copy the pipeline into `dest` with the tiny parameters and `rounds` rounds (written into
+    the copy's conf/, so `dvc exp run -S` composes tiny configurations too), commit it in a fresh
+    git repo and return the environment to run dvc in."""
+    for name in ("stages", "iics", "conf", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp", "config.local"))
         else:
             shutil.copy(src, dest / name)
-    text = (REPO / "params.yaml").read_text()
-    params = yaml.safe_load(text[: text.index(GENERATED_MARKER)])
-    _merge(params, TINY)
-    params["eval"]["every"] = every
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False) + text[text.index(GENERATED_MARKER):])
+    config = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())
+    _merge(config, TINY)
+    (dest / "conf" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     env = dict(os.environ, DVC_NO_ANALYTICS="1", IICS_PROGRESS="0",
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    run([sys.executable, "stages/set_rounds.py", str(rounds)], dest, env)
+    run([sys.executable, "stages/set_rounds.py", str(rounds), "--every", str(every), "--name", "short"], dest, env)
+    run([sys.executable, "stages/configure.py"], dest, env)
     run(["git", "init", "-q"], dest, env)
     run(GIT + ["add", "-A"], dest, env)
     run(GIT + ["commit", "-qm", "tiny configuration"], dest, env)

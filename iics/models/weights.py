@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Mapping
 from typing import Iterable
 
@@ -10,6 +12,7 @@ import torch
 from torch import nn
 
 _MAX_LISTED = 10
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.pth?$")
 
 
 def _is_ignored(key: str) -> bool:
@@ -30,12 +33,35 @@ def _summarise(items: Iterable[str]) -> str:
     return f"[{shown}]"
 
 
+def check_torchvision_hash(path: str | os.PathLike) -> bool:
+    """Verify a file named the torchvision way, ``<name>-<hex>.pth``: the hex is the start of
+    its SHA-256. Returns True when checked, False when the name carries no hash; raises
+    ValueError on a mismatch (a damaged or different file)."""
+    path = os.fspath(path)
+    match = _HASH_IN_NAME.search(os.path.basename(path))
+    if match is None:
+        return False
+    expected = match.group(1)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    found = digest.hexdigest()
+    if not found.startswith(expected):
+        raise ValueError(
+            f"{path}: SHA-256 starts with {found[:len(expected)]}, but the file name promises {expected} "
+            "(torchvision names weight files after their SHA-256); the download is damaged or a different file"
+        )
+    return True
+
+
 def _read_state_dict(path: str) -> Mapping[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"ImageNet weights not found: {path!r} (expected a torchvision-format "
             "ResNet state dict saved with torch.save)"
         )
+    check_torchvision_hash(path)
     obj = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(obj, Mapping):
         for wrapper in ("state_dict", "model"):

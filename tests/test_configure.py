@@ -1,0 +1,81 @@
+"""The configuration presets in conf/: composition, the committed params.yaml, round schedules."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "stages"))
+
+import configure  # noqa: E402
+import set_rounds  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+
+def composed(*overrides: str) -> dict:
+    return OmegaConf.to_container(configure.compose(list(overrides)))
+
+
+def test_committed_params_are_the_default_composition():
+    assert (REPO / "params.yaml").read_text() == configure.render([])
+
+
+def test_shipped_schedules_are_generated():
+    assert (REPO / "conf/schedule/short.yaml").read_text() == set_rounds.render(5, 2)
+    assert (REPO / "conf/schedule/paper.yaml").read_text() == set_rounds.render(40, 5)
+
+
+def test_schedule_lists_rounds_and_evaluations():
+    plan = set_rounds.schedule(7, 3)
+    assert list(plan["rounds"]) == [f"r0{t}" for t in range(7)]
+    assert plan["rounds"]["r00"] == {"t": 0, "prev": "init"} and plan["rounds"]["r06"] == {"t": 6, "prev": "r05"}
+    assert plan["evaluations"] == ["init", "r02", "r05", "r06"]
+    assert yaml.safe_load(set_rounds.render(7, 3)) == plan
+
+
+PAPER = {
+    "dataset": {"height": 256, "width": 128},
+    "model": {"backbone": "resnet50_aibn", "weights": "data/weights/resnet50-0676ba61.pth"},
+    "intra": {"epochs": 2, "batch_per_camera": 8, "lr": 0.005, "backbone_lr_scale": 0.1},
+    "inter": {"epochs": 2, "ids_per_batch": 16, "images_per_id": 4, "lr": 0.01, "backbone_lr_scale": 0.1, "mu": 0.02},
+    "augment": {"pad": 10},
+}
+
+
+@pytest.mark.parametrize("dataset, layout", [("market1501", "market"), ("dukemtmc", "market"), ("msmt17", "msmt17")])
+@pytest.mark.parametrize("method", ["count", "quantile"])
+def test_paper_presets(dataset, layout, method):
+    overrides = [f"dataset={dataset}"] + ([] if method == "count" else ["clustering=quantile"])
+    config = composed(*overrides)
+    assert config["dataset"]["name"] == dataset and config["dataset"]["layout"] == layout
+    assert config["clustering"]["method"] == method
+    expected_intra_epochs = 12 if (dataset, method) == ("msmt17", "quantile") else 2
+    for group, values in PAPER.items():
+        for key, value in values.items():
+            expected = expected_intra_epochs if (group, key) == ("intra", "epochs") else value
+            assert config[group][key] == expected, (group, key)
+    assert config["clustering"]["intra_count"] == 600 and config["clustering"]["inter_count"] == 800
+    assert config["clustering"]["intra_quantile"] == 0.0025 and config["clustering"]["inter_quantile"] == 0.0017
+    assert len(config["rounds"]) == 40
+    assert config["evaluations"] == ["init", "r04", "r09", "r14", "r19", "r24", "r29", "r34", "r39"]
+
+
+def test_values_override_presets():
+    config = composed("dataset=market1501", "clustering.intra_count=500", "intra.epochs=3", "schedule=short")
+    assert config["clustering"]["method"] == "count" and config["clustering"]["intra_count"] == 500
+    assert config["intra"]["epochs"] == 3 and config["model"]["backbone"] == "resnet50_aibn"
+    assert len(config["rounds"]) == 5
+
+
+def test_footage_preset_reads_a_csv_with_adaptive_clusters():
+    config = composed("dataset=footage", "dataset.name=campus")
+    assert config["dataset"] == {"name": "campus", "layout": "csv", "height": 256, "width": 128}
+    assert config["clustering"]["method"] == "quantile"
+
+
+def test_unknown_preset_is_a_clear_error():
+    with pytest.raises(SystemExit, match="market1502"):
+        configure.compose(["dataset=market1502"])

@@ -42,12 +42,14 @@ def build_image_cache(
     width: int,
     out_path: str | os.PathLike,
     progress: bool = True,
+    block: int = 256,
 ) -> None:
     """Write the listed images of a zip or folder, resized to height x width, as one (N, H, W, 3) uint8 .npy.
 
-    Rows follow the order of ``images``. The array is filled row by row through a
-    memory map in a temporary file next to ``out_path``, renamed into place only
-    when every image decoded, so no complete-looking file is left on failure.
+    Rows follow the order of ``images``. Images are decoded one at a time and appended to a
+    temporary file next to ``out_path`` in blocks of ``block`` rows, so memory stays bounded
+    by one block whatever the dataset size; the file is renamed into place only when every
+    image decoded, so no complete-looking file is left on failure or interruption.
     """
     source_path, out_path = os.fspath(source_path), os.fspath(out_path)
     if int(height) < 1 or int(width) < 1:
@@ -57,16 +59,20 @@ def build_image_cache(
     out_dir = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(out_dir, exist_ok=True)
     tmp_path = f"{out_path}.{os.getpid()}.tmp"
+    header = {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": (len(images), height, width, 3)}
+    buffer = np.empty((block, height, width, 3), dtype=np.uint8)
     try:
-        array = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=(len(images), height, width, 3))
-        try:
-            with ImageSource(source_path) as source:
-                bar = tqdm(images, desc=f"decode {os.path.basename(source_path)}", unit="img", disable=not progress)
-                for row, member in enumerate(bar):
-                    array[row] = _decode(source, member, height, width)
-            array.flush()
-        finally:
-            del array
+        with open(tmp_path, "wb") as out, ImageSource(source_path) as source:
+            np.lib.format.write_array_header_1_0(out, header)
+            bar = tqdm(images, desc=f"decode {os.path.basename(source_path)}", unit="img", disable=not progress)
+            filled = 0
+            for member in bar:
+                buffer[filled] = _decode(source, member, height, width)
+                filled += 1
+                if filled == block:
+                    out.write(buffer.tobytes())
+                    filled = 0
+            out.write(buffer[:filled].tobytes())
         os.replace(tmp_path, out_path)
     except BaseException:
         if os.path.exists(tmp_path):

@@ -216,3 +216,14 @@ def test_image_cache_from_folder(tmp_path):
         build_image_cache(folder, ["gone.jpg"], 16, 8, out, progress=False)
     with pytest.raises(ValueError, match="crops.*'../images.npy'"):
         build_image_cache(folder, ["../images.npy"], 16, 8, out, progress=False)
+
+
+def test_image_cache_blocks_equal_one_block(tmp_path):
+    colours = [(10 * i, 255 - 20 * i, 7 * i) for i in range(7)]
+    zip_path = make_zip(tmp_path / "imgs.zip", {f"x/{i}.jpg": jpeg_bytes(c) for i, c in enumerate(colours)})
+    names = [f"x/{i}.jpg" for i in range(7)]
+    build_image_cache(zip_path, names, 8, 4, tmp_path / "small.npy", progress=False, block=3)
+    build_image_cache(zip_path, names, 8, 4, tmp_path / "whole.npy", progress=False, block=64)
+    small, whole = np.load(tmp_path / "small.npy"), np.load(tmp_path / "whole.npy")
+    assert small.shape == (7, 8, 4, 3) and np.array_equal(small, whole)
+    np.testing.assert_allclose(small.reshape(7, -1, 3).mean(axis=1), colours, atol=6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import zipfile
@@ -49,7 +50,8 @@ def build_image_cache(
     Rows follow the order of ``images``. Images are decoded one at a time and appended to a
     temporary file next to ``out_path`` in blocks of ``block`` rows, so memory stays bounded
     by one block whatever the dataset size; the file is renamed into place only when every
-    image decoded, so no complete-looking file is left on failure or interruption.
+    image decoded, so no complete-looking file is left on failure or interruption (temporary
+    files of a killed earlier run are removed first).
     """
     source_path, out_path = os.fspath(source_path), os.fspath(out_path)
     if int(height) < 1 or int(width) < 1:
@@ -58,6 +60,8 @@ def build_image_cache(
     images = list(images)
     out_dir = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(out_dir, exist_ok=True)
+    for stale in glob.glob(glob.escape(out_path) + ".*.tmp"):  # left by a killed run
+        os.remove(stale)
     tmp_path = f"{out_path}.{os.getpid()}.tmp"
     header = {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": (len(images), height, width, 3)}
     buffer = np.empty((block, height, width, 3), dtype=np.uint8)

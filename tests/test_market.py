@@ -227,3 +227,11 @@ def test_image_cache_blocks_equal_one_block(tmp_path):
     small, whole = np.load(tmp_path / "small.npy"), np.load(tmp_path / "whole.npy")
     assert small.shape == (7, 8, 4, 3) and np.array_equal(small, whole)
     np.testing.assert_allclose(small.reshape(7, -1, 3).mean(axis=1), colours, atol=6)
+
+
+def test_image_cache_removes_leftovers_of_a_killed_run(tmp_path):
+    zip_path = make_zip(tmp_path / "imgs.zip", {"a/good.jpg": jpeg_bytes()})
+    out = tmp_path / "images.npy"
+    (tmp_path / "images.npy.12345.tmp").write_bytes(b"half written")
+    build_image_cache(zip_path, ["a/good.jpg"], 8, 4, out, progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["images.npy", "imgs.zip"]

@@ -165,16 +165,16 @@ def _import_torchvision_models():
     return tvm
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2"])
 def test_layout_matches_torchvision(models, name):
     tvm = _import_torchvision_models()
     ref = getattr(tvm, name)(weights=None).state_dict()
-    ref = {k: v.shape for k, v in ref.items() if not k.startswith("fc.")}
+    ref = {k: v.shape for k, v in ref.items() if not k.startswith(("fc.", "classifier."))}
     ours = {k: v.shape for k, v in models[name].state_dict().items()}
     assert ours == ref
 
 
-@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("name", [n for n in BACKBONES if n.startswith("resnet")])
 def test_last_stride_one_and_output_shape(models, name):
     model = models[name].eval()
     x = torch.randn(2, 3, 64, 32)
@@ -326,3 +326,38 @@ def test_torchvision_file_names_are_checked_against_their_sha256(tmp_path):
     unnamed = tmp_path / "my_weights.pth"
     wrong.rename(unnamed)
     assert check_torchvision_hash(unnamed) is False
+
+
+def test_mobilenet_v2_has_torchvision_layout_and_size():
+    model = build_backbone("mobilenet_v2")
+    state = model.state_dict()
+    # torchvision's mobilenet_v2 has 3,504,872 parameters, 1,281,000 of them in the classifier
+    assert sum(p.numel() for p in model.parameters()) == 3_504_872 - 1_281_000
+    assert state["features.0.0.weight"].shape == (32, 3, 3, 3)
+    assert state["features.1.conv.0.0.weight"].shape == (32, 1, 3, 3)  # t = 1: depthwise first
+    assert state["features.1.conv.1.weight"].shape == (16, 32, 1, 1)
+    assert state["features.2.conv.0.0.weight"].shape == (96, 16, 1, 1)  # t = 6: expansion first
+    assert state["features.17.conv.2.weight"].shape == (320, 960, 1, 1)
+    assert state["features.18.0.weight"].shape == (1280, 320, 1, 1)
+    assert all(k.startswith("features.") for k in state)
+    model.eval()
+    x = torch.randn(2, 3, 64, 32)
+    assert model.forward_features(x).shape == (2, 1280, 2, 1)
+    assert model(x).shape == (2, 1280) and model.feature_dim == 1280
+
+
+def test_mobilenet_v2_loads_a_checkpoint_with_classifier(tmp_path):
+    source = build_backbone("mobilenet_v2")
+    state = dict(source.state_dict())
+    state["classifier.1.weight"] = torch.zeros(1000, 1280)
+    state["classifier.1.bias"] = torch.zeros(1000)
+    torch.save(state, tmp_path / "mobilenet.pth")
+    target = load_imagenet_weights(build_backbone("mobilenet_v2"), tmp_path / "mobilenet.pth")
+    assert torch.equal(target.features[5].conv[1][0].weight, source.features[5].conv[1][0].weight)
+    source.eval(), target.eval()
+    x = torch.randn(1, 3, 64, 32)
+    assert torch.equal(source(x), target(x))
+    del state["features.3.conv.1.1.running_var"]
+    torch.save(state, tmp_path / "broken.pth")
+    with pytest.raises(ValueError, match=r"broken.pth: checkpoint does not match the model: 1 missing keys \[features.3.conv.1.1.running_var\]"):
+        load_imagenet_weights(build_backbone("mobilenet_v2"), tmp_path / "broken.pth")

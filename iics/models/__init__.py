@@ -1,4 +1,4 @@
-"""Backbones (ResNet with optional AIBN), classifier head and weight loading."""
+"""Backbones (ResNet with optional AIBN, MobileNetV2), classifier head and weight loading."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ from torch import nn
 
 from .aibn import AIBN2d
 from .heads import ClassifierHead
+from .mobilenet import MobileNetV2, mobilenet_v2
 from .resnet import ResNet, resnet18, resnet50
 from .weights import load_imagenet_weights
 
-_REGISTRY: dict[str, Callable[[], ResNet]] = {
+_REGISTRY: dict[str, Callable[[], nn.Module]] = {
     "resnet18": lambda: resnet18(aibn=False),
     "resnet18_aibn": lambda: resnet18(aibn=True),
     "resnet50": lambda: resnet50(aibn=False),
     "resnet50_aibn": lambda: resnet50(aibn=True),
+    "mobilenet_v2": mobilenet_v2,
 }
 
 BACKBONES: tuple[str, ...] = tuple(_REGISTRY)
@@ -39,9 +41,11 @@ __all__ = [
     "AIBN2d",
     "BACKBONES",
     "ClassifierHead",
+    "MobileNetV2",
     "ResNet",
     "build_backbone",
     "load_imagenet_weights",
+    "mobilenet_v2",
     "resnet18",
     "resnet50",
 ]

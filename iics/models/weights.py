@@ -17,7 +17,7 @@ _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.pth?$")
 
 def _is_ignored(key: str) -> bool:
     """Checkpoint keys that are dropped before matching (classifier, BN counters)."""
-    return key.startswith("fc.") or key.endswith("num_batches_tracked")
+    return key.startswith(("fc.", "classifier.")) or key.endswith("num_batches_tracked")
 
 
 def _may_be_missing(key: str) -> bool:
@@ -82,7 +82,7 @@ def _read_state_dict(path: str) -> Mapping[str, torch.Tensor]:
 def load_imagenet_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Copy a torchvision-format state dict from ``path`` into ``model`` in place.
 
-    ``fc.*`` and ``num_batches_tracked`` entries are ignored; AIBN ``alpha``
+    ``fc.*`` / ``classifier.*`` and ``num_batches_tracked`` entries are ignored; AIBN ``alpha``
     parameters may be absent (they keep their initial value). Any other missing
     or unexpected key, or a shape mismatch, raises ``ValueError``. BatchNorm
     entries load into AIBN layers under the same names. Returns ``model``.

@@ -23,10 +23,10 @@ import re
 import pandas as pd
 
 from iics.image_source import ImageSource
+from iics.index import SPLITS, index_table
 
 REQUIRED_COLUMNS = ("image", "camid")
 OPTIONAL_COLUMNS = ("pid", "split")
-SPLIT_ORDER = ("train", "query", "gallery")
 UNLABELLED = -1
 MISSING_SHOWN = 5  # how many missing images a "not found" error lists by name
 
@@ -108,7 +108,7 @@ def _check_splits(csv_path: str, splits: list[str], lines: list[int]) -> None:
     for split, line in zip(splits, lines):
         first.setdefault(split, line)
     if "train" not in first:
-        counts = ", ".join(f"{splits.count(s)} {s}" for s in SPLIT_ORDER if s in first)
+        counts = ", ".join(f"{splits.count(s)} {s}" for s in SPLITS if s in first)
         raise _fail(
             csv_path, f"{lines[0]}-{lines[-1]}",
             f"no train rows; expected at least one row with split 'train' (or an empty split cell), found {counts}",
@@ -169,7 +169,7 @@ def index_footage(csv_path: str | os.PathLike, images_path: str | os.PathLike) -
         if pid_text.strip():
             pid = _parse_integer(csv_path, line, "pid", pid_text, " (or an empty cell for an unlabelled image)")
         split = cell.get("split", "").strip().lower() or "train"
-        if split not in SPLIT_ORDER:
+        if split not in SPLITS:
             raise _fail(
                 csv_path, line, f"split: expected train, query or gallery (or an empty cell for train), "
                 f"found {cell['split']!r}",
@@ -194,12 +194,4 @@ def index_footage(csv_path: str | os.PathLike, images_path: str | os.PathLike) -
     _check_splits(csv_path, splits, lines)
     _check_images_exist(csv_path, images_path, images, lines)
 
-    frame = pd.DataFrame({"image": images, "pid": pids, "camid": camids, "split": splits})
-    order = frame["split"].map({split: i for i, split in enumerate(SPLIT_ORDER)})
-    frame = frame.iloc[order.argsort(kind="stable")].reset_index(drop=True)
-    frame["image"] = frame["image"].astype(str)
-    frame["pid"] = frame["pid"].astype("int64")
-    frame["camid"] = frame["camid"].astype("int64")
-    frame["split"] = frame["split"].astype(str)
-    return frame
-
+    return index_table(zip(images, pids, camids, splits), sort_by_image=False)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,17 @@ def read_index(path: str | os.PathLike) -> pd.DataFrame:
     if unknown:
         raise ValueError(f"{path}: unknown split values {unknown}; expected {list(SPLITS)}")
     return index
+
+
+def index_table(rows: Iterable[tuple[str, int, int, str]], sort_by_image: bool) -> pd.DataFrame:
+    """The index as the readers return it: (image, pid, camid, split) rows with typed columns,
+    ordered by split (train, query, gallery), then by image path when ``sort_by_image``, else
+    in the order given (stable)."""
+    frame = pd.DataFrame(list(rows), columns=list(COLUMNS))
+    frame["order"] = frame["split"].map({s: i for i, s in enumerate(SPLITS)})
+    keys = ["order", "image"] if sort_by_image else ["order"]
+    frame = frame.sort_values(keys, kind="mergesort").drop(columns="order").reset_index(drop=True)
+    return frame.astype({"image": str, "pid": "int64", "camid": "int64", "split": str})
 
 
 def write_index(index: pd.DataFrame, path: str | os.PathLike) -> None:

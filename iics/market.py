@@ -8,12 +8,13 @@ import zipfile
 
 import pandas as pd
 
+from iics.index import SPLITS, index_table
+
 SPLIT_FOLDERS = {
     "train": "bounding_box_train",
     "query": "query",
     "gallery": "bounding_box_test",
 }
-SPLIT_ORDER = ("train", "query", "gallery")
 JUNK_PID = -1
 DISTRACTOR_PID = 0
 
@@ -117,18 +118,10 @@ def index_market_zip(zip_path: str | os.PathLike) -> pd.DataFrame:
             raise MarketFormatError(
                 f"{zip_path}: several {SPLIT_FOLDERS[split]}/ folders ({', '.join(sorted(paths))}); expected one"
             )
-    frame = pd.DataFrame(rows, columns=["image", "pid", "camid", "split"])
-    for split in SPLIT_ORDER:
-        if not (frame["split"] == split).any():
+    for split in SPLITS:
+        if not any(row[3] == split for row in rows):
             raise MarketFormatError(
                 f"{zip_path}: folder {SPLIT_FOLDERS[split]}/ has no usable .jpg images "
                 f"(expected person crops named {EXPECTED_NAME})"
             )
-    frame["order"] = frame["split"].map({s: i for i, s in enumerate(SPLIT_ORDER)})
-    frame = frame.sort_values(["order", "image"], kind="mergesort").drop(columns="order")
-    frame = frame.reset_index(drop=True)
-    frame["pid"] = frame["pid"].astype("int64")
-    frame["camid"] = frame["camid"].astype("int64")
-    frame["image"] = frame["image"].astype(str)
-    frame["split"] = frame["split"].astype(str)
-    return frame
+    return index_table(rows, sort_by_image=True)

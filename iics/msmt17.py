@@ -15,6 +15,7 @@ import re
 import pandas as pd
 
 from iics.image_source import ImageSource, SourceError
+from iics.index import SPLITS, index_table
 
 TRAIN_FOLDER = "mask_train_v2"
 TEST_FOLDER = "mask_test_v2"
@@ -26,7 +27,6 @@ LIST_FILES = {
     "list_query.txt": ("query", TEST_FOLDER),
     "list_gallery.txt": ("gallery", TEST_FOLDER),
 }
-SPLIT_ORDER = ("train", "query", "gallery")
 NUM_CAMERAS = 15
 
 EXPECTED_NAME = (
@@ -202,20 +202,12 @@ def index_msmt17_zip(zip_path: str | os.PathLike) -> pd.DataFrame:
                 )
             first_seen[member] = (list_member, number)
             rows.append((member, pid, camid, split))
-    frame = pd.DataFrame(rows, columns=["image", "pid", "camid", "split"])
-    for split in SPLIT_ORDER:
-        if not (frame["split"] == split).any():
+    for split in SPLITS:
+        if not any(row[3] == split for row in rows):
             sources = [root + n for n, (s, _) in LIST_FILES.items() if s == split]
             verb = "holds" if len(sources) == 1 else "hold"
             raise Msmt17FormatError(
                 f"{zip_path}: split {split} is empty ({' and '.join(sources)} {verb} no entries); "
                 f"expected at least one line {EXPECTED_LINE}"
             )
-    frame["order"] = frame["split"].map({s: i for i, s in enumerate(SPLIT_ORDER)})
-    frame = frame.sort_values(["order", "image"], kind="mergesort").drop(columns="order")
-    frame = frame.reset_index(drop=True)
-    frame["pid"] = frame["pid"].astype("int64")
-    frame["camid"] = frame["camid"].astype("int64")
-    frame["image"] = frame["image"].astype(str)
-    frame["split"] = frame["split"].astype(str)
-    return frame
+    return index_table(rows, sort_by_image=True)

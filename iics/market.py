@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import zipfile
 
 import pandas as pd
 
+from iics.image_source import ImageSource, SourceError
 from iics.index import SPLITS, index_table
 
 SPLIT_FOLDERS = {
@@ -49,7 +49,7 @@ def _is_ignored(member: str) -> bool:
 
 def _split_of(member: str) -> tuple[str, str] | None:
     """(split, folder path) for a .jpg directly inside one of the three split folders, else None."""
-    if member.endswith("/") or not member.lower().endswith(".jpg") or _is_ignored(member):
+    if not member.lower().endswith(".jpg") or _is_ignored(member):
         return None
     folder, _, _ = member.rpartition("/")
     folder_name = folder.rpartition("/")[2]
@@ -72,16 +72,12 @@ def _folders_present(names: list[str]) -> set[str]:
 
 
 def _read_names(zip_path: str) -> list[str]:
-    """Member names of the zip, with one-line errors for missing or broken files."""
-    if not os.path.isfile(zip_path):
-        raise FileNotFoundError(f"{zip_path}: no such file (expected a Market-1501-layout .zip)")
+    """File names in the zip, with one-line errors for missing or broken files."""
     try:
-        with zipfile.ZipFile(zip_path) as zf:
-            return zf.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise MarketFormatError(
-            f"{zip_path}: not a readable zip file ({exc}); expected a Market-1501-layout .zip"
-        ) from exc
+        with ImageSource(zip_path) as source:
+            return source.names()
+    except SourceError as exc:
+        raise MarketFormatError(f"{exc}; expected a Market-1501-layout .zip") from exc
 
 
 def index_market_zip(zip_path: str | os.PathLike) -> pd.DataFrame:

@@ -103,7 +103,8 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=128)
     args = parser.parse_args()
-    from iics.datasets import OFFICIAL, file_md5
+    from iics.checksum import file_digest
+    from iics.datasets import OFFICIAL
 
     release = OFFICIAL[args.scale]
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -113,7 +114,7 @@ def main() -> None:
         start = time.perf_counter()
         (write_market if args.scale == "market1501" else write_msmt17)(zip_path, jpeg_pool(np.random.default_rng(0)))
         generate_s = time.perf_counter() - start
-        md5 = file_md5(zip_path) if release.md5 else ""
+        md5 = file_digest(zip_path, "md5") if release.md5 else ""
         out = Path(tmp) / "images.npy"
         env = dict(os.environ, PYTHONPATH=str(REPO))
         result = subprocess.run(

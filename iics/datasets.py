@@ -14,14 +14,13 @@ stops extraction.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
+from iics.checksum import file_digest
 from iics.footage import index_footage
 from iics.market import index_market_zip
 from iics.msmt17 import index_msmt17_zip
@@ -30,6 +29,7 @@ LAYOUTS = ("market", "msmt17", "csv")
 FOOTAGE_CSV = "images.csv"
 FOOTAGE_ZIP = "images.zip"
 FOOTAGE_FOLDER = "images"
+ZIP_READERS = {"market": index_market_zip, "msmt17": index_msmt17_zip}
 
 
 class DatasetError(ValueError):
@@ -63,20 +63,6 @@ OFFICIAL = {
         {"train": 32621, "query": 11659, "gallery": 82161}, train_ids=1041, cameras=15,
     ),
 }
-
-
-def file_md5(path: str | os.PathLike, progress: bool = False, chunk_bytes: int = 1 << 22) -> str:
-    """Hex md5 of a file, read in chunks (bounded memory), with an optional progress bar."""
-    path = os.fspath(path)
-    digest = hashlib.md5()
-    with open(path, "rb") as f, tqdm(
-        total=os.path.getsize(path), unit="B", unit_scale=True, desc=f"md5 {os.path.basename(path)}",
-        disable=not progress,
-    ) as bar:
-        while chunk := f.read(chunk_bytes):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
 
 
 def summarize(index: pd.DataFrame) -> dict:
@@ -156,26 +142,25 @@ def index_dataset(raw_dir: str | os.PathLike, name: str, layout: str, progress: 
     if not raw_dir.is_dir():
         raise DatasetError(f"{raw_dir}: no such folder; put the dataset files there (see data/README.md)")
     release = OFFICIAL.get(name)
-    if release is not None:
-        if layout != release.layout:
-            raise DatasetError(
-                f"dataset {name!r} is the official {release.title} release, layout {release.layout!r}; "
-                f"got dataset.layout {layout!r} (use another dataset name for a different layout)"
-            )
-        zip_path = _official_zip(raw_dir, release)
-        if release.md5 is not None:
-            found = file_md5(zip_path, progress=progress)
-            if found != release.md5:
-                raise DatasetError(
-                    f"{zip_path}: md5 {found} does not match the official {release.title} zip "
-                    f"(expected {release.md5}); the download is damaged or a different file"
-                )
-        index = index_msmt17_zip(zip_path) if layout == "msmt17" else index_market_zip(zip_path)
-        check_official_counts(index, release, str(zip_path))
-        return zip_path, index
+    if release is not None and layout != release.layout:
+        raise DatasetError(
+            f"dataset {name!r} is the official {release.title} release, layout {release.layout!r}; "
+            f"got dataset.layout {layout!r} (use another dataset name for a different layout)"
+        )
     if layout == "csv":
         csv_path, source = _footage_source(raw_dir)
         return source, index_footage(csv_path, source)
-    zip_path = _single_zip(raw_dir)
-    index = index_msmt17_zip(zip_path) if layout == "msmt17" else index_market_zip(zip_path)
+    if release is None:
+        zip_path = _single_zip(raw_dir)
+        return zip_path, ZIP_READERS[layout](zip_path)
+    zip_path = _official_zip(raw_dir, release)
+    if release.md5 is not None:
+        found = file_digest(zip_path, "md5", progress=progress)
+        if found != release.md5:
+            raise DatasetError(
+                f"{zip_path}: md5 {found} does not match the official {release.title} zip "
+                f"(expected {release.md5}); the download is damaged or a different file"
+            )
+    index = ZIP_READERS[layout](zip_path)
+    check_official_counts(index, release, str(zip_path))
     return zip_path, index

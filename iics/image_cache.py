@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import io
 import os
-import zipfile
 import zlib
 from typing import Sequence
 
@@ -29,7 +28,7 @@ def _decode(source: ImageSource, member: str, height: int, width: int) -> np.nda
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             rgb = img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, zlib.error, EOFError) as exc:
         raise ImageCacheError(f"{source.path}: cannot decode image {member!r} ({exc})") from exc
     if rgb.size != (width, height):
         rgb = rgb.resize((width, height), _BICUBIC)

@@ -11,7 +11,8 @@ from test_market import LAYOUT, make_zip
 from test_msmt17 import make_msmt17_zip
 
 from iics import datasets
-from iics.datasets import DatasetError, check_official_counts, file_md5, index_dataset, summarize
+from iics.checksum import file_digest
+from iics.datasets import DatasetError, check_official_counts, index_dataset, summarize
 
 
 def md5_of(path) -> str:
@@ -42,7 +43,7 @@ def test_published_facts():
 def test_file_md5_streams_in_chunks(tmp_path):
     path = tmp_path / "blob.bin"
     path.write_bytes(bytes(range(256)) * 1000)
-    assert file_md5(path, chunk_bytes=1000) == md5_of(path)
+    assert file_digest(path, "md5", chunk_bytes=1000) == md5_of(path)
 
 
 def test_official_release_passes_its_checks(tiny_market_release):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -10,6 +9,8 @@ from typing import Iterable
 
 import torch
 from torch import nn
+
+from iics.checksum import file_digest
 
 _MAX_LISTED = 10
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.pth?$")
@@ -42,11 +43,7 @@ def check_torchvision_hash(path: str | os.PathLike) -> bool:
     if match is None:
         return False
     expected = match.group(1)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    found = digest.hexdigest()
+    found = file_digest(path, "sha256")
     if not found.startswith(expected):
         raise ValueError(
             f"{path}: SHA-256 starts with {found[:len(expected)]}, but the file name promises {expected} "

@@ -1,4 +1,4 @@
-"""Backbones (ResNet with optional AIBN, MobileNetV2), classifier head and weight loading."""
+"""Backbones (ResNet and ConvNeXt with optional AIBN, MobileNetV2), classifier head and weight loading."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Callable
 from torch import nn
 
 from .aibn import AIBN2d
+from .convnext import ConvNeXt, convnext_small, convnext_tiny
 from .heads import ClassifierHead
 from .mobilenet import MobileNetV2, mobilenet_v2
 from .resnet import ResNet, resnet18, resnet50
@@ -18,6 +19,10 @@ _REGISTRY: dict[str, Callable[[], nn.Module]] = {
     "resnet50": lambda: resnet50(aibn=False),
     "resnet50_aibn": lambda: resnet50(aibn=True),
     "mobilenet_v2": mobilenet_v2,
+    "convnext_tiny": lambda: convnext_tiny(aibn=False),
+    "convnext_tiny_aibn": lambda: convnext_tiny(aibn=True),
+    "convnext_small": lambda: convnext_small(aibn=False),
+    "convnext_small_aibn": lambda: convnext_small(aibn=True),
 }
 
 BACKBONES: tuple[str, ...] = tuple(_REGISTRY)
@@ -41,9 +46,12 @@ __all__ = [
     "AIBN2d",
     "BACKBONES",
     "ClassifierHead",
+    "ConvNeXt",
     "MobileNetV2",
     "ResNet",
     "build_backbone",
+    "convnext_small",
+    "convnext_tiny",
     "load_imagenet_weights",
     "mobilenet_v2",
     "resnet18",

@@ -1,4 +1,9 @@
-"""Loading torchvision-format ImageNet checkpoints into the backbones."""
+"""Loading torchvision-format ImageNet checkpoints into the backbones.
+
+A backbone whose checkpoints need renaming (ConvNeXt: the official release, torchvision's
+final LayerNorm) provides ``convert_imagenet_state_dict(state) -> state``; the loader applies
+it to the checkpoint before matching keys.
+"""
 
 from __future__ import annotations
 
@@ -56,7 +61,7 @@ def _read_state_dict(path: str) -> Mapping[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"ImageNet weights not found: {path!r} (expected a torchvision-format "
-            "ResNet state dict saved with torch.save)"
+            "state dict saved with torch.save)"
         )
     check_torchvision_hash(path)
     obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -79,13 +84,19 @@ def _read_state_dict(path: str) -> Mapping[str, torch.Tensor]:
 def load_imagenet_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Copy a torchvision-format state dict from ``path`` into ``model`` in place.
 
-    ``fc.*`` / ``classifier.*`` and ``num_batches_tracked`` entries are ignored; AIBN ``alpha``
-    parameters may be absent (they keep their initial value). Any other missing
-    or unexpected key, or a shape mismatch, raises ``ValueError``. BatchNorm
-    entries load into AIBN layers under the same names. Returns ``model``.
+    If the model has ``convert_imagenet_state_dict``, the checkpoint is first passed through
+    it (renaming keys into the model's names). ``fc.*`` / ``classifier.*`` and
+    ``num_batches_tracked`` entries are then ignored; AIBN ``alpha`` parameters may be absent
+    (they keep their initial value). Any other missing or unexpected key, or a shape mismatch,
+    raises ``ValueError``. BatchNorm entries load into AIBN layers under the same names.
+    Returns ``model``.
     """
     path = os.fspath(path)
-    source = {k: v for k, v in _read_state_dict(path).items() if not _is_ignored(k)}
+    state = _read_state_dict(path)
+    convert = getattr(model, "convert_imagenet_state_dict", None)
+    if convert is not None:
+        state = convert(state)
+    source = {k: v for k, v in state.items() if not _is_ignored(k)}
     target = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
 
     missing = [k for k in target if k not in source and not _may_be_missing(k)]

@@ -5,7 +5,12 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
+
+from iics.image_cache import load_image_cache
+from iics.index import read_index
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ROOT / "params.yaml"
@@ -24,6 +29,16 @@ def dataset_dir(params: dict) -> Path:
 
 def prepared_dir(params: dict) -> Path:
     return dataset_dir(params) / "prepared"
+
+
+def load_index(params: dict) -> pd.DataFrame:
+    """The prepared index.csv of the configured dataset (written by `extract`)."""
+    return read_index(prepared_dir(params) / "index.csv")
+
+
+def load_images(params: dict) -> np.ndarray:
+    """The decoded uint8 image cache (N, H, W, 3), memory-mapped; rows match index.csv."""
+    return load_image_cache(prepared_dir(params) / "images.npy")
 
 
 def round_dir(round_id: str) -> Path:

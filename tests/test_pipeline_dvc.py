@@ -17,6 +17,12 @@ def test_repro_then_experiment_changes_metrics(tmp_path):
     first = json.loads((tmp_path / "metrics" / "eval.json").read_text())
     assert set(first) == {"evaluated", "mAP", "rank1", "rank5", "rank10"} and first["evaluated"] is True
     assert (tmp_path / "metrics" / "curves" / "clusters.csv").is_file()
+    for name in ("tsne", "ranking", "curves"):
+        with Image.open(tmp_path / "plots" / f"{name}.png") as picture:
+            assert picture.format == "PNG" and picture.height > 100
+    run([dvc, "plots", "show", "-o", str(tmp_path / "shown")], tmp_path, env)
+    assert {p.name for p in (tmp_path / "shown" / "static").iterdir()} >= {
+        "workspace_plots_tsne.png", "workspace_plots_ranking.png", "workspace_plots_curves.png"}
     assert "changed" not in run([dvc, "status"], tmp_path, env)
 
     run(GIT + ["add", "-A"], tmp_path, env)
@@ -70,3 +76,6 @@ def test_own_footage_preset_without_test_split(tmp_path):
     assert final == {"evaluated": False, "reason": "the dataset has no query/gallery images with identities"}
     intra = json.loads((tmp_path / "metrics" / "rounds" / "r00" / "intra.json").read_text())
     assert set(intra) == {"clusters_per_camera"} and len(intra["clusters_per_camera"]) == 2
+    with Image.open(tmp_path / "plots" / "ranking.png") as note:  # nothing to rank: a one-line note
+        assert note.size == (480, 60)
+    assert (tmp_path / "plots" / "tsne.png").is_file()

@@ -1,0 +1,48 @@
+"""Stage `plot_ranking`: a few queries and their top-k gallery matches under the last round's
+model (plots/ranking.png), correct matches framed green and wrong ones red."""
+from __future__ import annotations
+
+import argparse
+
+from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
+
+from iics.checkpoint import load_backbone
+from iics.features import cosine_distance, extract_features
+from iics.index import has_evaluation_split, split_rows
+from iics.plots import save_message, save_ranking
+from iics.ranking import choose_queries, rank_gallery
+from iics.runtime import resolve_device
+
+OUTPUT = ROOT / "plots" / "ranking.png"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("round")
+    args = parser.parse_args()
+    params = load_params()
+    settings = params["plots"]
+    index = load_index(params)
+    if not has_evaluation_split(index):
+        save_message("no query/gallery images with identities: nothing to rank", OUTPUT)
+        print("plot_ranking: no evaluation split, wrote a note to plots/ranking.png")
+        return
+    device = resolve_device(params["device"])
+    images = load_images(params)
+    query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
+    pids, cams = index["pid"].to_numpy(), index["camid"].to_numpy()
+    chosen = choose_queries(pids[query], cams[query], pids[gallery], cams[gallery],
+                            settings["ranking_queries"], settings["seed"])
+    backbone, _ = load_backbone(round_dir(args.round) / "model.pt", params["model"]["backbone"])
+    batch = params["features"]["batch_size"]
+    q = extract_features(backbone, images[query[chosen]], device, batch, progress=show_progress(), desc="query")
+    g = extract_features(backbone, images[gallery], device, batch, progress=show_progress(), desc="gallery")
+    ranking = rank_gallery(cosine_distance(q, g).numpy(), range(len(chosen)), pids[query[chosen]],
+                           cams[query[chosen]], pids[gallery], cams[gallery], settings["top_k"])
+    save_ranking(images[query[chosen]], images[gallery[ranking.gallery]], ranking.correct, ranking.distances, OUTPUT)
+    print(f"plot_ranking: {len(chosen)} queries, top {ranking.gallery.shape[1]}, "
+          f"{int(ranking.correct.sum())} correct matches shown -> plots/ranking.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Stage `plot_tsne`: t-SNE maps of train features from the starting model and from the last round's
+model (plots/tsne.png), coloured by true identity when the dataset gives one, marker by camera."""
+from __future__ import annotations
+
+import argparse
+
+from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
+
+from iics.checkpoint import load_backbone
+from iics.features import extract_features, l2_normalize
+from iics.index import split_rows
+from iics.plots import save_tsne
+from iics.runtime import resolve_device
+from iics.tsne import sample_for_tsne, tsne_2d
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("first", help="model before training (init)")
+    parser.add_argument("last", help="model after the last round")
+    args = parser.parse_args()
+    params = load_params()
+    settings = params["plots"]
+    device = resolve_device(params["device"])
+    index = load_index(params)
+    train = split_rows(index, "train")
+    pids = index["pid"].to_numpy()[train]
+    rows = train[sample_for_tsne(pids, settings["tsne_identities"], settings["tsne_max_images"], settings["seed"])]
+    images = load_images(params)[rows]
+    maps = []
+    for round_id in (args.first, args.last):
+        backbone, _ = load_backbone(round_dir(round_id) / "model.pt", params["model"]["backbone"])
+        features = extract_features(backbone, images, device, params["features"]["batch_size"],
+                                    progress=show_progress(), desc=f"features {round_id}")
+        maps.append(tsne_2d(l2_normalize(features).numpy(), settings["seed"]))
+    titles = (f"train features, {args.first} (before training)", f"train features, after {args.last}")
+    save_tsne(maps[0], maps[1], index["pid"].to_numpy()[rows], index["camid"].to_numpy()[rows], titles,
+              ROOT / "plots" / "tsne.png")
+    print(f"plot_tsne: {len(rows)} train images -> plots/tsne.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from common import load_params, prepared_dir, round_dir, round_metrics_dir, show_progress, write_json
+from common import load_images, load_index, load_params, round_dir, round_metrics_dir, show_progress, write_json
 
 from iics.checkpoint import load_backbone
 from iics.evaluation import evaluate
 from iics.features import cosine_distance, extract_features
-from iics.image_cache import load_image_cache
-from iics.index import has_evaluation_split, read_index, split_rows
+from iics.index import has_evaluation_split, split_rows
 from iics.runtime import resolve_device
 
 NO_TEST_SET = "the dataset has no query/gallery images with identities"
@@ -21,12 +20,12 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     device = resolve_device(params["device"])
-    index = read_index(prepared_dir(params) / "index.csv")
+    index = load_index(params)
     if not has_evaluation_split(index):
         write_json(round_metrics_dir(args.round) / "eval.json", {"evaluated": False, "reason": NO_TEST_SET})
         print(f"evaluate {args.round}: skipped, {NO_TEST_SET}")
         return
-    images = load_image_cache(prepared_dir(params) / "images.npy")
+    images = load_images(params)
     backbone, _ = load_backbone(round_dir(args.round) / "model.pt", params["model"]["backbone"])
     query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
     batch = params["features"]["batch_size"]

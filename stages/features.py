@@ -4,13 +4,12 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from common import load_params, prepared_dir, round_dir, show_progress
+from common import load_images, load_index, load_params, round_dir, show_progress
 
 from iics.checkpoint import load_backbone
 from iics.features import extract_features, l2_normalize
-from iics.image_cache import load_image_cache
 from iics.runtime import resolve_device
-from iics.index import read_index, split_rows
+from iics.index import split_rows
 
 
 def main() -> None:
@@ -21,8 +20,8 @@ def main() -> None:
     params = load_params()
     device = resolve_device(params["device"])
     backbone, _ = load_backbone(round_dir(args.previous) / "model.pt", params["model"]["backbone"])
-    images = load_image_cache(prepared_dir(params) / "images.npy")
-    train = split_rows(read_index(prepared_dir(params) / "index.csv"), "train")
+    images = load_images(params)
+    train = split_rows(load_index(params), "train")
     features = extract_features(
         backbone, images[train], device, params["features"]["batch_size"], progress=show_progress()
     )

@@ -4,15 +4,14 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from common import load_params, prepared_dir, round_dir, round_metrics_dir, round_position, show_progress, write_json
+from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_position, show_progress, write_json
 from params_io import inter_cut, reranking
 
 from iics.affinity import mu_schedule
 from iics.checkpoint import load_backbone, load_heads
 from iics.diagnostics import pseudo_label_quality
 from iics.features import camera_head_probabilities, extract_features
-from iics.image_cache import load_image_cache
-from iics.index import camera_positions, has_train_identities, read_index, split_rows
+from iics.index import camera_positions, has_train_identities, split_rows
 from iics.pseudo_labels import inter_camera_labels
 from iics.runtime import resolve_device
 
@@ -32,10 +31,10 @@ def main() -> None:
 
     t, total = round_position(params, args.round)
     device = resolve_device(params["device"])
-    index = read_index(prepared_dir(params) / "index.csv")
+    index = load_index(params)
     train = split_rows(index, "train")
     _, camera_index = camera_positions(index["camid"].to_numpy()[train])
-    images = load_image_cache(prepared_dir(params) / "images.npy")[train]
+    images = load_images(params)[train]
     model_path = round_dir(args.round) / "intra_model.pt"
     backbone, _ = load_backbone(model_path, params["model"]["backbone"])
     heads = load_heads(model_path, backbone.feature_dim)

@@ -5,10 +5,10 @@ import argparse
 
 import numpy as np
 import torch
-from common import load_params, prepared_dir, round_dir, round_metrics_dir, write_json
+from common import load_index, load_params, round_dir, round_metrics_dir, write_json
 
 from iics.diagnostics import pseudo_label_quality
-from iics.index import camera_positions, has_train_identities, read_index, split_rows
+from iics.index import camera_positions, has_train_identities, split_rows
 from iics.pseudo_labels import intra_camera_labels
 from params_io import intra_cut, reranking
 
@@ -18,7 +18,7 @@ def main() -> None:
     parser.add_argument("round")
     args = parser.parse_args()
     params = load_params()
-    index = read_index(prepared_dir(params) / "index.csv")
+    index = load_index(params)
     train = index.iloc[split_rows(index, "train")]
     cameras, camera_index = camera_positions(train["camid"].to_numpy())
     features = torch.from_numpy(np.load(round_dir(args.round) / "features.npy"))

@@ -5,12 +5,11 @@ import argparse
 import time
 
 import numpy as np
-from common import load_params, prepared_dir, round_dir, round_metrics_dir, round_position, show_progress, stage_seed, write_json
+from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_position, show_progress, stage_seed, write_json
 from params_io import augment, optimizer
 
 from iics.checkpoint import load_backbone, save_backbone
-from iics.image_cache import load_image_cache
-from iics.index import camera_positions, read_index, split_rows
+from iics.index import camera_positions, split_rows
 from iics.models import ClassifierHead
 from iics.runtime import resolve_device, seed_everything
 from iics.training import train_intra_camera
@@ -26,11 +25,11 @@ def main() -> None:
     seed = stage_seed(params, t, 1)
     seed_everything(seed)
     device = resolve_device(params["device"])
-    index = read_index(prepared_dir(params) / "index.csv")
+    index = load_index(params)
     train = split_rows(index, "train")
     _, camera_index = camera_positions(index["camid"].to_numpy()[train])
     labels = np.load(round_dir(args.round) / "intra_labels.npy")
-    images = load_image_cache(prepared_dir(params) / "images.npy")[train]
+    images = load_images(params)[train]
 
     backbone, name = load_backbone(round_dir(args.previous) / "model.pt", params["model"]["backbone"])
     heads = [

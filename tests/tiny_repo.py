@@ -1,5 +1,5 @@
-"""A copy of this project with a tiny configuration, in its own git repo: shared by the
-end-to-end test and benchmarks/dvc_overhead.py."""
+"""Copies of this project in their own git repo (the tiny test configuration, or the shipped one):
+shared by the end-to-end tests and the benchmarks."""
 from __future__ import annotations
 
 import os
@@ -47,24 +47,32 @@ def dvc_executable() -> str:
     return dvc
 
 
-def make_tiny_repo(dest: Path, rounds: int, every: int = 1) -> dict:
-    """Copy the pipeline into `dest` with the tiny parameters and `rounds` rounds (written into
-    the copy's conf/, so `dvc exp run -S` composes tiny configurations too), commit it in a fresh
-    git repo and return the environment to run dvc in."""
+def copy_project(dest: Path, config_update: dict | None = None, rounds: int | None = None, every: int = 1) -> dict:
+    """Copy the pipeline into `dest`, merge `config_update` into the copy's conf/config.yaml (so
+    `dvc exp run -S` composes from it too), optionally write a `rounds`-round schedule as
+    `short`, compose params.yaml, commit it in a fresh git repo and return the environment to
+    run dvc in."""
     for name in ("stages", "iics", "conf", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp", "config.local"))
         else:
             shutil.copy(src, dest / name)
-    config = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())
-    _merge(config, TINY)
-    (dest / "conf" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    if config_update:
+        config = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())
+        _merge(config, config_update)
+        (dest / "conf" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     env = dict(os.environ, DVC_NO_ANALYTICS="1", IICS_PROGRESS="0",
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    run([sys.executable, "stages/set_rounds.py", str(rounds), "--every", str(every), "--name", "short"], dest, env)
+    if rounds is not None:
+        run([sys.executable, "stages/set_rounds.py", str(rounds), "--every", str(every), "--name", "short"], dest, env)
     run([sys.executable, "stages/configure.py"], dest, env)
     run(["git", "init", "-q"], dest, env)
     run(GIT + ["add", "-A"], dest, env)
-    run(GIT + ["commit", "-qm", "tiny configuration"], dest, env)
+    run(GIT + ["commit", "-qm", "copy of the project"], dest, env)
     return env
+
+
+def make_tiny_repo(dest: Path, rounds: int, every: int = 1) -> dict:
+    """The project in `dest` with the tiny parameters and `rounds` rounds (see copy_project)."""
+    return copy_project(dest, TINY, rounds, every)

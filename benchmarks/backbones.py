@@ -1,0 +1,86 @@
+"""The backbones side by side on the shipped synthetic configuration: final mAP and rank-1, time
+per round and peak memory, each from a real `dvc repro` in a fresh copy of the project.
+
+    python benchmarks/backbones.py                       # every backbone
+    python benchmarks/backbones.py resnet18_aibn mobilenet_v2
+
+For each backbone the copy is configured with `model.backbone=<name>` (random initialisation, as
+shipped), then `dvc repro evaluate@init` (init + scoring the untrained model) and `dvc repro report`
+(every round, the other evaluations, the report) are timed separately. "per round" is the second
+time divided by the number of rounds, so it includes DVC's own start-up and the evaluations that
+fall inside the rounds. Peak memory is the largest resident set of any one process (`ru_maxrss`).
+Prints one JSON line per backbone; benchmarks/results/backbones.jsonl holds recorded output.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from tiny_repo import REPO, copy_project, dvc_executable, run  # noqa: E402
+
+from iics.models import BACKBONES, build_backbone  # noqa: E402
+
+
+def measured(args: list, cwd: Path, env: dict) -> dict:
+    """Run `args` in a child Python that reports the wall time and the peak RSS of its children."""
+    probe = (
+        "import json, resource, subprocess, sys, time\n"
+        "start = time.perf_counter()\n"
+        "code = subprocess.run(sys.argv[1:]).returncode\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+        "print(json.dumps({'code': code, 'seconds': time.perf_counter() - start, 'peak_kib': peak}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    if report["code"] != 0:
+        raise SystemExit(f"{' '.join(args)} failed in {cwd}:\n{result.stderr[-3000:]}")
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("backbones", nargs="*", default=list(BACKBONES), choices=BACKBONES, metavar="BACKBONE")
+    args = parser.parse_args()
+    dvc = dvc_executable()
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    for name in args.backbones:
+        with tempfile.TemporaryDirectory() as tmp:
+            repo = Path(tmp)
+            env = copy_project(repo)
+            run([sys.executable, "stages/configure.py", f"model.backbone={name}"], repo, env)
+            run([dvc, "repro", "extract"], repo, env)
+            start = measured([dvc, "repro", "evaluate@init"], repo, env)
+            rounds = measured([dvc, "repro", "report"], repo, env)
+            params = yaml.safe_load((repo / "params.yaml").read_text())
+            final = json.loads((repo / "metrics" / "eval.json").read_text())
+            before = json.loads((repo / "metrics" / "rounds" / "init" / "eval.json").read_text())
+        num_rounds = len(params["rounds"])
+        print(json.dumps({
+            "backbone": name,
+            "parameters_m": round(sum(p.numel() for p in build_backbone(name).parameters()) / 1e6, 2),
+            "feature_dim": build_backbone(name).feature_dim,
+            "mAP": final["mAP"], "rank1": final["rank1"], "init_mAP": before["mAP"],
+            "rounds": num_rounds,
+            "init_and_first_eval_s": round(start["seconds"], 1),
+            "per_round_s": round(rounds["seconds"] / num_rounds, 1),
+            "peak_rss_mib": round(max(start["peak_kib"], rounds["peak_kib"]) / 1024),
+            "input": f"{params['dataset']['height']}x{params['dataset']['width']}",
+            "device": "cuda" if torch.cuda.is_available() else "cpu", "torch": torch.__version__, "date": date.today().isoformat(), "commit": commit or None,
+            "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+        }), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,8 +1,10 @@
 """What every stage script shares: reading params.yaml, the artifact layout, writing JSON."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ROOT / "params.yaml"
 RUNS = ROOT / "runs"
 METRICS = ROOT / "metrics"
+
+
+def _report_gpu_memory() -> None:
+    """At exit, the peak GPU memory of a stage that used CUDA (read by benchmarks/round_speed.py)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB", file=sys.stderr)
+
+
+atexit.register(_report_gpu_memory)
 
 
 def load_params() -> dict:

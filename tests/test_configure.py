@@ -23,6 +23,12 @@ def test_committed_params_are_the_default_composition():
     assert (REPO / "params.yaml").read_text() == configure.render([])
 
 
+@pytest.mark.parametrize("dataset", ["market1501", "msmt17"])
+def test_benchmark_params_are_the_paper_presets(dataset):
+    """benchmarks/round_speed.py runs without Hydra, from these files: they must not drift."""
+    assert (REPO / "benchmarks" / "paper_params" / f"{dataset}.yaml").read_text() == configure.render([f"dataset={dataset}"])
+
+
 def test_shipped_schedules_are_generated():
     assert (REPO / "conf/schedule/short.yaml").read_text() == set_rounds.render(5, 2)
     assert (REPO / "conf/schedule/paper.yaml").read_text() == set_rounds.render(40, 5)

@@ -1,0 +1,196 @@
+"""One IICS round at real-dataset scale, stage by stage, as `dvc repro` runs it: time, throughput,
+peak host and GPU memory per stage. Needs no DVC (it runs the stage scripts directly, each in its
+own process, so start-up is included) and no dataset (it renders synthetic people).
+
+    python benchmarks/round_speed.py --scale market1501      # 12,936 train images, 6 cameras
+    python benchmarks/round_speed.py --scale msmt17          # 32,621 train images, 15 cameras
+    python benchmarks/round_speed.py --scale tiny            # a CPU smoke test in about a minute
+
+The settings are the shipped paper configuration of that dataset (benchmarks/paper_params/,
+composed from conf/ by `python stages/configure.py dataset=<name>`; a test keeps them equal),
+with random initialisation instead of the ImageNet file (the speed is the same) and round 0 of
+the 40-round schedule. The train split is rendered by iics.synthetic at 256 x 128 with the
+dataset's number of identities, cameras and images (every identity in 4 cameras, 4-8 images per
+camera), in parallel, and cached under --workdir. Prints a table and one JSON line per stage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from iics import synthetic  # noqa: E402
+from iics.index import write_index  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Scale:
+    identities: int
+    cameras: int
+    images: int
+    cameras_per_id: int
+    params: str  # benchmarks/paper_params/<params>.yaml
+    overrides: dict
+
+
+SCALES = {
+    "market1501": Scale(751, 6, 12_936, 4, "market1501", {}),
+    "msmt17": Scale(1_041, 15, 32_621, 4, "msmt17", {}),
+    "tiny": Scale(24, 3, 240, 2, "market1501", {
+        "dataset": {"height": 64, "width": 32}, "model": {"backbone": "resnet18"},
+        "clustering": {"intra_count": 30, "inter_count": 20}, "intra": {"batch_per_camera": 4},
+        "inter": {"ids_per_batch": 4, "images_per_id": 2}, "features": {"batch_size": 64}}),
+}
+# One round in the order dvc repro runs it: (stage, script and arguments).
+ROUND = (
+    ("init", ["init_model.py"]),
+    ("features", ["features.py", "r00", "init"]),
+    ("intra_cluster", ["intra_cluster.py", "r00"]),
+    ("intra_train", ["intra_train.py", "r00", "init"]),
+    ("inter_affinity", ["inter_affinity.py", "r00"]),
+    ("inter_train", ["inter_train.py", "r00"]),
+)
+PROBE = (
+    "import json, resource, subprocess, sys, time\n"
+    "start = time.perf_counter()\n"
+    "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+    "print(json.dumps({'code': done.returncode, 'seconds': time.perf_counter() - start,\n"
+    "                  'peak_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,\n"
+    "                  'out': done.stdout + done.stderr}))\n"
+)
+
+
+def _merge(base: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def plan(scale: Scale, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pid, camid) of every train image: each identity in `cameras_per_id` cameras, the images
+    spread over those tracklets so that the total is exactly `scale.images`."""
+    rng = np.random.default_rng(seed)
+    tracklets = [(pid, cam) for pid in range(1, scale.identities + 1)
+                 for cam in np.sort(rng.choice(scale.cameras, scale.cameras_per_id, replace=False)) + 1]
+    sizes = np.full(len(tracklets), scale.images // len(tracklets))
+    sizes[rng.choice(len(tracklets), scale.images - sizes.sum(), replace=False)] += 1
+    pids = np.repeat([p for p, _ in tracklets], sizes)
+    cams = np.repeat([c for _, c in tracklets], sizes)
+    return pids.astype(np.int64), cams.astype(np.int64)
+
+
+def _render_chunk(job: tuple) -> np.ndarray:
+    pids, cams, num_identities, num_cameras, height, width, seed, start = job
+    rng = np.random.default_rng(seed)
+    identities, _ = synthetic.make_identities(num_identities, rng)
+    cameras = synthetic.make_cameras(num_cameras, height, width, rng)
+    out = np.empty((len(pids), height, width, 3), dtype=np.uint8)
+    for i, (pid, cam) in enumerate(zip(pids, cams)):
+        record = synthetic.Record("bounding_box_train", "", "person", identities[pid - 1], int(cam))
+        image_rng = np.random.default_rng(np.random.SeedSequence([seed, start + i]))
+        out[i] = synthetic.render_image(record, cameras[cam - 1], height, width, image_rng, 0.15)
+    return out
+
+
+def render(pids: np.ndarray, cams: np.ndarray, scale: Scale, height: int, width: int, seed: int) -> np.ndarray:
+    """Every image, rendered in parallel chunks (the same identities and cameras in each worker)."""
+    step = 512
+    jobs = [(pids[s:s + step], cams[s:s + step], scale.identities, scale.cameras, height, width, seed, s)
+            for s in range(0, len(pids), step)]
+    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+        return np.concatenate(list(pool.map(_render_chunk, jobs)))
+
+
+def prepare(workdir: Path, scale_name: str, seed: int) -> tuple[Path, dict, int]:
+    """A copy of stages/ and iics/ with params.yaml and the prepared data; returns (project, params, images)."""
+    scale = SCALES[scale_name]
+    params = yaml.safe_load((REPO / "benchmarks" / "paper_params" / f"{scale.params}.yaml").read_text())
+    _merge(params, scale.overrides)
+    _merge(params, {"dataset": {"name": "bench"}, "model": {"weights": None}})
+    height, width = params["dataset"]["height"], params["dataset"]["width"]
+    project = workdir / f"project-{scale_name}"
+    if project.exists():
+        shutil.rmtree(project)
+    for name in ("stages", "iics"):
+        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    prepared = project / "data" / "bench" / "prepared"
+    prepared.mkdir(parents=True)
+    cache = workdir / f"images-{scale_name}-{height}x{width}-{seed}.npy"
+    pids, cams = plan(scale, seed)
+    if not cache.is_file():
+        start = time.perf_counter()
+        np.save(cache.with_suffix(".tmp.npy"), render(pids, cams, scale, height, width, seed))
+        os.replace(cache.with_suffix(".tmp.npy"), cache)
+        print(f"rendered {len(pids)} images in {time.perf_counter() - start:.0f} s -> {cache}", file=sys.stderr)
+    os.symlink(cache, prepared / "images.npy")
+    write_index(pd.DataFrame({"image": [f"{i:06d}.jpg" for i in range(len(pids))], "pid": pids, "camid": cams,
+                              "split": "train"}), prepared / "index.csv")
+    return project, params, len(pids)
+
+
+def run_stage(project: Path, args: list[str]) -> dict:
+    env = dict(os.environ, IICS_PROGRESS="0", PYTHONPATH=str(project))
+    command = [sys.executable, "-c", PROBE, sys.executable, str(project / "stages" / args[0]), *args[1:]]
+    result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    if report["code"] != 0:
+        raise SystemExit(f"stage {' '.join(args)} failed:\n{report['out'][-3000:]}")
+    gpu = [line for line in report["out"].splitlines() if line.startswith("peak GPU memory:")]
+    report["peak_gpu_gib"] = float(gpu[-1].split()[3]) if gpu else None
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=SCALES, default="market1501")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/iics-round-speed"))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    project, params, images = prepare(args.workdir, args.scale, args.seed)
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip() or None
+    common = {"scale": args.scale, "train_images": images, "backbone": params["model"]["backbone"],
+              "input": f"{params['dataset']['height']}x{params['dataset']['width']}", "device": device,
+              "torch": torch.__version__, "date": date.today().isoformat(), "commit": commit}
+    rows = []
+    for stage, stage_args in ROUND:
+        report = run_stage(project, stage_args)
+        rows.append({"stage": stage, "seconds": round(report["seconds"], 2),
+                     "train_images_per_s": None if stage == "init" else round(images / report["seconds"]),
+                     "peak_rss_mib": round(report["peak_kib"] / 1024), "peak_gpu_gib": report["peak_gpu_gib"]})
+        print(json.dumps({**common, **rows[-1]}), flush=True)
+    round_seconds = sum(r["seconds"] for r in rows if r["stage"] != "init")
+    print(json.dumps({**common, "stage": "round (without init)", "seconds": round(round_seconds, 2)}), flush=True)
+    print(f"\n{args.scale}: {images} train images, {common['backbone']} at {common['input']}, {device}, "
+          f"commit {commit}", file=sys.stderr)
+    print(f"{'stage':<16}{'seconds':>9}{'train img/s':>12}{'host MiB':>10}{'GPU GiB':>9}", file=sys.stderr)
+    for r in rows:
+        print(f"{r['stage']:<16}{r['seconds']:>9.1f}{r['train_images_per_s'] or '':>12}{r['peak_rss_mib']:>10}"
+              f"{r['peak_gpu_gib'] if r['peak_gpu_gib'] is not None else '':>9}", file=sys.stderr)
+    print(f"{'one round':<16}{round_seconds:>9.1f}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,6 @@ from tqdm import tqdm
 
 from iics.augment import train_transform
 from iics.losses import batch_hard_triplet
-from iics.models.batchnorm import split_batch_statistics
 from iics.runtime import make_generator
 from iics.sampling import per_camera_batches, pk_batches
 
@@ -65,10 +64,9 @@ def train_intra_camera(
     """Intra-camera training; returns the mean loss of each epoch.
 
     `camera_index[i]` is the position (0..C-1) of image i's camera in `heads`; `labels[i]` its
-    pseudo-label within that camera. Each iteration forwards the C camera batches through the
-    backbone as one batch whose batch-normalisation statistics stay per camera (the same result
-    as C separate forwards, see iics.models.batchnorm), sums the per-camera cross-entropy losses
-    and takes one SGD step.
+    pseudo-label within that camera. Each iteration forwards every camera's batch through the
+    backbone separately (batch statistics stay per camera), sums the per-camera cross-entropy
+    losses and takes one SGD step.
     """
     if len(heads) != int(camera_index.max()) + 1:
         raise ValueError(f"{len(heads)} heads for {int(camera_index.max()) + 1} cameras")
@@ -85,13 +83,11 @@ def train_intra_camera(
         iterations = per_camera_batches(camera_index, batch_per_camera, rng)
         total = 0.0
         for batch in tqdm(iterations, desc=f"intra epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
-            indices = [torch.as_tensor(idx, device=device) for idx in batch]
-            x = torch.cat([train_transform(pixels[idx], generator, augment.pad, augment.flip_p, augment.erasing_p)
-                           for idx in indices])
-            with split_batch_statistics(backbone, len(indices)):
-                features = backbone(x).chunk(len(indices))
-            loss = sum(nn.functional.cross_entropy(head(f), targets[idx])
-                       for head, f, idx in zip(heads, features, indices))
+            loss = 0.0
+            for head, idx in zip(heads, batch):
+                idx_t = torch.as_tensor(idx, device=device)
+                x = train_transform(pixels[idx_t], generator, augment.pad, augment.flip_p, augment.erasing_p)
+                loss = loss + nn.functional.cross_entropy(head(backbone(x)), targets[idx_t])
             sgd.zero_grad(set_to_none=True)
             loss.backward()
             sgd.step()

@@ -22,17 +22,11 @@ class AIBN2d(nn.Module):
     (no N/(N-1) correction, unlike ``nn.BatchNorm2d``). In eval mode the
     running statistics replace the batch statistics.
 
-    With ``parts`` > 1 (set by :func:`iics.models.batchnorm.split_batch_statistics`) a training
-    batch is ``parts`` equal consecutive batches: each gets its own batch statistics and one
-    running-statistics update, in order, as if forwarded one by one.
-
     The mixing weight is not owned by this layer: the caller passes ``alpha``
     to :meth:`forward` (the residual block owns one shared ``alpha``).
     Parameter and buffer names match ``nn.BatchNorm2d`` so BatchNorm
     checkpoints load directly.
     """
-
-    parts: int = 1
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()
@@ -53,21 +47,13 @@ class AIBN2d(nn.Module):
         mean_in = x.mean(dim=(2, 3))  # N x C
         var_in = x.var(dim=(2, 3), unbiased=False)  # N x C
         if self.training:
-            n, c = mean_in.shape
-            if n % self.parts:
-                raise ValueError(f"a batch of {n} cannot be split into {self.parts} equal parts")
-            part_mean = mean_in.reshape(self.parts, n // self.parts, c)
-            part_var = var_in.reshape(self.parts, n // self.parts, c)
-            mean_bn = part_mean.mean(dim=1)  # parts x C
-            var_bn = ((part_var + part_mean.pow(2)).mean(dim=1) - mean_bn.pow(2)).clamp_min(0.0)
+            mean_bn = mean_in.mean(dim=0)
+            var_bn = ((var_in + mean_in.pow(2)).mean(dim=0) - mean_bn.pow(2)).clamp_min(0.0)
             with torch.no_grad():
                 m = self.momentum
-                for part in range(self.parts):
-                    self.running_mean.mul_(1.0 - m).add_(mean_bn[part].detach().to(self.running_mean.dtype), alpha=m)
-                    self.running_var.mul_(1.0 - m).add_(var_bn[part].detach().to(self.running_var.dtype), alpha=m)
-                self.num_batches_tracked.add_(self.parts)
-            mean_bn = mean_bn.repeat_interleave(n // self.parts, dim=0)  # N x C
-            var_bn = var_bn.repeat_interleave(n // self.parts, dim=0)
+                self.running_mean.mul_(1.0 - m).add_(mean_bn.detach().to(self.running_mean.dtype), alpha=m)
+                self.running_var.mul_(1.0 - m).add_(var_bn.detach().to(self.running_var.dtype), alpha=m)
+                self.num_batches_tracked.add_(1)
         else:
             mean_bn = self.running_mean.to(x.dtype)
             var_bn = self.running_var.to(x.dtype)

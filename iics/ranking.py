@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -23,12 +24,13 @@ def choose_queries(query_pids: np.ndarray, query_cams: np.ndarray, gallery_pids:
     (the queries the evaluation scores), sorted."""
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    query_pids, query_cams = np.asarray(query_pids), np.asarray(query_cams)
-    gallery_pids, gallery_cams = np.asarray(gallery_pids), np.asarray(gallery_cams)
-    scored = np.array([
-        bool(np.any((gallery_pids == pid) & (gallery_cams != cam))) for pid, cam in zip(query_pids, query_cams)
-    ], dtype=bool)
-    candidates = np.flatnonzero(scored)
+    gallery = pd.DataFrame({"pid": np.asarray(gallery_pids), "cam": np.asarray(gallery_cams)})
+    query = pd.DataFrame({"pid": np.asarray(query_pids), "cam": np.asarray(query_cams)})
+    # a match in another camera exists iff the gallery holds more images of the query's identity
+    # than the query's camera alone contributes
+    of_identity = gallery.groupby("pid").size().reindex(query["pid"], fill_value=0).to_numpy()
+    of_view = gallery.groupby(["pid", "cam"]).size().reindex(pd.MultiIndex.from_frame(query), fill_value=0).to_numpy()
+    candidates = np.flatnonzero(of_identity > of_view)
     if len(candidates) == 0:
         raise ValueError("no query has a match of the same identity in another camera")
     rng = np.random.default_rng(seed)

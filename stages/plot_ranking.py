@@ -33,13 +33,14 @@ def main() -> None:
     pids, cams = index["pid"].to_numpy(), index["camid"].to_numpy()
     chosen = choose_queries(pids[query], cams[query], pids[gallery], cams[gallery],
                             settings["ranking_queries"], settings["seed"])
+    shown = query[chosen]
     backbone, _ = load_backbone(round_dir(args.round) / "model.pt", params["model"]["backbone"])
     batch = params["features"]["batch_size"]
-    q = extract_features(backbone, images[query[chosen]], device, batch, progress=show_progress(), desc="query")
+    q = extract_features(backbone, images[shown], device, batch, progress=show_progress(), desc="query")
     g = extract_features(backbone, images[gallery], device, batch, progress=show_progress(), desc="gallery")
-    ranking = rank_gallery(cosine_distance(q, g).numpy(), range(len(chosen)), pids[query[chosen]],
-                           cams[query[chosen]], pids[gallery], cams[gallery], settings["top_k"])
-    save_ranking(images[query[chosen]], images[gallery[ranking.gallery]], ranking.correct, ranking.distances, OUTPUT)
+    ranking = rank_gallery(cosine_distance(q, g).numpy(), range(len(shown)), pids[shown], cams[shown],
+                           pids[gallery], cams[gallery], settings["top_k"])
+    save_ranking(images[shown], images[gallery[ranking.gallery]], ranking.correct, ranking.distances, OUTPUT)
     print(f"plot_ranking: {len(chosen)} queries, top {ranking.gallery.shape[1]}, "
           f"{int(ranking.correct.sum())} correct matches shown -> plots/ranking.png")
 

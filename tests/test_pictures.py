@@ -73,6 +73,14 @@ def test_choose_queries_only_picks_queries_with_a_match_in_another_camera():
         choose_queries(qp[[1, 3]], qc[[1, 3]], gp, gc, count=2, seed=0)
 
 
+def test_choose_queries_matches_the_plain_rule_on_random_data():
+    rng = np.random.default_rng(5)
+    qp, qc = rng.integers(0, 30, 200), rng.integers(0, 4, 200)
+    gp, gc = rng.integers(0, 25, 500), rng.integers(0, 4, 500)  # some query pids absent from the gallery
+    plain = [i for i, (p, c) in enumerate(zip(qp, qc)) if np.any((gp == p) & (gc != c))]
+    assert choose_queries(qp, qc, gp, gc, count=10**6, seed=0).tolist() == plain
+
+
 def _frame_colour(sheet: np.ndarray, row: int, column: int, cell_width: int, cell_height: int) -> tuple:
     x = plots.GAP + column * (cell_width + plots.GAP) + (2 * plots.GAP if column else 0)
     y = plots.GAP + row * (cell_height + plots.GAP) + plots.LABEL_HEIGHT

@@ -4,8 +4,8 @@ per round and peak memory, each from a real `dvc repro` in a fresh copy of the p
     python benchmarks/backbones.py                       # every backbone
     python benchmarks/backbones.py resnet18_aibn mobilenet_v2
 
-For each backbone the copy is configured with `model.backbone=<name>` (random initialisation, as
-shipped), then `dvc repro evaluate@init` (init + scoring the untrained model) and `dvc repro report`
+For each backbone the copy's conf/config.yaml gets `model.backbone: <name>` (random initialisation,
+as shipped), then `dvc repro evaluate@init` (init + scoring the untrained model) and `dvc repro report`
 (every round, the other evaluations, the report) are timed separately. "per round" is the second
 time divided by the number of rounds, so it includes DVC's own start-up and the evaluations that
 fall inside the rounds. Peak memory is the largest resident set of any one process (`ru_maxrss`).
@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -28,25 +26,10 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from measure import measured  # noqa: E402
 from tiny_repo import REPO, copy_project, dvc_executable, run  # noqa: E402
 
 from iics.models import BACKBONES, build_backbone  # noqa: E402
-
-
-def measured(args: list, cwd: Path, env: dict) -> dict:
-    """Run `args` in a child Python that reports the wall time and the peak RSS of its children."""
-    probe = (
-        "import json, resource, subprocess, sys, time\n"
-        "start = time.perf_counter()\n"
-        "code = subprocess.run(sys.argv[1:]).returncode\n"
-        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-        "print(json.dumps({'code': code, 'seconds': time.perf_counter() - start, 'peak_kib': peak}))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", probe, *args], cwd=cwd, env=env, capture_output=True, text=True)
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    if report["code"] != 0:
-        raise SystemExit(f"{' '.join(args)} failed in {cwd}:\n{result.stderr[-3000:]}")
-    return report
 
 
 def main() -> None:
@@ -58,8 +41,7 @@ def main() -> None:
     for name in args.backbones:
         with tempfile.TemporaryDirectory() as tmp:
             repo = Path(tmp)
-            env = copy_project(repo)
-            run([sys.executable, "stages/configure.py", f"model.backbone={name}"], repo, env)
+            env = copy_project(repo, {"model": {"backbone": name}})
             run([dvc, "repro", "extract"], repo, env)
             start = measured([dvc, "repro", "evaluate@init"], repo, env)
             rounds = measured([dvc, "repro", "report"], repo, env)
@@ -67,10 +49,11 @@ def main() -> None:
             final = json.loads((repo / "metrics" / "eval.json").read_text())
             before = json.loads((repo / "metrics" / "rounds" / "init" / "eval.json").read_text())
         num_rounds = len(params["rounds"])
+        model = build_backbone(name)
         print(json.dumps({
             "backbone": name,
-            "parameters_m": round(sum(p.numel() for p in build_backbone(name).parameters()) / 1e6, 2),
-            "feature_dim": build_backbone(name).feature_dim,
+            "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+            "feature_dim": model.feature_dim,
             "mAP": final["mAP"], "rank1": final["rank1"], "init_mAP": before["mAP"],
             "rounds": num_rounds,
             "init_and_first_eval_s": round(start["seconds"], 1),

@@ -33,7 +33,10 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+from measure import measured  # noqa: E402
+from tiny_repo import merge_config  # noqa: E402
+
 from iics import synthetic  # noqa: E402
 from iics.index import write_index  # noqa: E402
 
@@ -65,24 +68,6 @@ ROUND = (
     ("inter_affinity", ["inter_affinity.py", "r00"]),
     ("inter_train", ["inter_train.py", "r00"]),
 )
-PROBE = (
-    "import json, resource, subprocess, sys, time\n"
-    "start = time.perf_counter()\n"
-    "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-    "print(json.dumps({'code': done.returncode, 'seconds': time.perf_counter() - start,\n"
-    "                  'peak_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,\n"
-    "                  'out': done.stdout + done.stderr}))\n"
-)
-
-
-def _merge(base: dict, update: dict) -> None:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-
-
 def plan(scale: Scale, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(pid, camid) of every train image: each identity in `cameras_per_id` cameras, the images
     spread over those tracklets so that the total is exactly `scale.images`."""
@@ -122,8 +107,8 @@ def prepare(workdir: Path, scale_name: str, seed: int) -> tuple[Path, dict, int]
     """A copy of stages/ and iics/ with params.yaml and the prepared data; returns (project, params, images)."""
     scale = SCALES[scale_name]
     params = yaml.safe_load((REPO / "benchmarks" / "paper_params" / f"{scale.params}.yaml").read_text())
-    _merge(params, scale.overrides)
-    _merge(params, {"dataset": {"name": "bench"}, "model": {"weights": None}})
+    merge_config(params, scale.overrides)
+    merge_config(params, {"dataset": {"name": "bench"}, "model": {"weights": None}})
     height, width = params["dataset"]["height"], params["dataset"]["width"]
     project = workdir / f"project-{scale_name}"
     if project.exists():
@@ -148,11 +133,7 @@ def prepare(workdir: Path, scale_name: str, seed: int) -> tuple[Path, dict, int]
 
 def run_stage(project: Path, args: list[str]) -> dict:
     env = dict(os.environ, IICS_PROGRESS="0", PYTHONPATH=str(project))
-    command = [sys.executable, "-c", PROBE, sys.executable, str(project / "stages" / args[0]), *args[1:]]
-    result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    if report["code"] != 0:
-        raise SystemExit(f"stage {' '.join(args)} failed:\n{report['out'][-3000:]}")
+    report = measured([sys.executable, project / "stages" / args[0], *args[1:]], project, env)
     gpu = [line for line in report["out"].splitlines() if line.startswith("peak GPU memory:")]
     report["peak_gpu_gib"] = float(gpu[-1].split()[3]) if gpu else None
     return report

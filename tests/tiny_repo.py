@@ -32,10 +32,11 @@ def run(args: list, cwd: Path, env: dict) -> str:
     return result.stdout + result.stderr
 
 
-def _merge(base: dict, update: dict) -> None:
+def merge_config(base: dict, update: dict) -> None:
+    """Merge nested `update` into `base` in place (each group `update` descends into must exist in `base`)."""
     for key, value in update.items():
         if isinstance(value, dict):
-            _merge(base[key], value)
+            merge_config(base[key], value)
         else:
             base[key] = value
 
@@ -60,7 +61,7 @@ def copy_project(dest: Path, config_update: dict | None = None, rounds: int | No
             shutil.copy(src, dest / name)
     if config_update:
         config = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())
-        _merge(config, config_update)
+        merge_config(config, config_update)
         (dest / "conf" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     env = dict(os.environ, DVC_NO_ANALYTICS="1", IICS_PROGRESS="0",
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))

@@ -7,6 +7,7 @@ from torch import nn
 from tqdm import tqdm
 
 from iics.augment import eval_transform
+from iics.runtime import compute_context, place_batch, place_model
 
 
 @torch.no_grad()
@@ -17,19 +18,23 @@ def extract_features(
     batch_size: int = 256,
     progress: bool = True,
     desc: str = "features",
+    bf16: bool = False,
 ) -> torch.Tensor:
-    """Average of the model's features for each image and its mirror image, shape (N, D), on CPU.
+    """Average of the model's features for each image and its mirror image, shape (N, D), float32
+    on CPU.
 
     `images` is the uint8 cache (N, H, W, 3). The features are NOT normalised: the classifier
-    heads take them as they are; use `l2_normalize` for distances.
+    heads take them as they are; use `l2_normalize` for distances. `bf16` runs the model under
+    bfloat16 autocast in channels_last layout (see iics.runtime).
     """
-    model.eval().to(device)
+    place_model(model.eval(), device, bf16)
     out = []
     for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
         batch = torch.as_tensor(np.asarray(images[start:start + batch_size])).to(device)
-        x = eval_transform(batch)
-        feats = (model(x) + model(x.flip(-1))) / 2
-        out.append(feats.float().cpu())
+        x = place_batch(eval_transform(batch), bf16)
+        with compute_context(device, bf16):
+            feats = (model(x).float() + model(x.flip(-1)).float()) / 2
+        out.append(feats.cpu())
     if not out:
         raise ValueError("extract_features: no images")
     return torch.cat(out)

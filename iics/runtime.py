@@ -1,6 +1,7 @@
-"""Device choice and seeding."""
+"""Device, numeric precision and seeding."""
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -18,6 +19,33 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} requested but CUDA is not available; use 'auto' or 'cpu'")
     return device
+
+
+PRECISIONS = ("auto", "bf16", "float32")
+
+
+def resolve_precision(name: str, device: torch.device) -> bool:
+    """Whether to compute in bfloat16: `auto` -> on CUDA only; `bf16` -> yes; `float32` -> no."""
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
+    return device.type == "cuda" if name == "auto" else name == "bf16"
+
+
+def compute_context(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """Autocast to bfloat16 on `device` when `bf16` (losses and norms stay float32), else nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def place_model(model: torch.nn.Module, device: torch.device, bf16: bool) -> torch.nn.Module:
+    """Move `model` to `device`; with `bf16`, also to channels_last, the layout tensor cores read
+    without transposes. Weights stay float32 (autocast casts them per operation)."""
+    model.to(device)
+    return model.to(memory_format=torch.channels_last) if bf16 else model
+
+
+def place_batch(x: torch.Tensor, bf16: bool) -> torch.Tensor:
+    """An image batch in the layout `place_model` gave the model; float32 batches are left as they are."""
+    return x.contiguous(memory_format=torch.channels_last) if bf16 else x
 
 
 def seed_everything(seed: int) -> None:

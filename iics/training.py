@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from iics.augment import train_transform
 from iics.losses import batch_hard_triplet
-from iics.runtime import make_generator
+from iics.runtime import compute_context, make_generator, place_batch, place_model
 from iics.sampling import per_camera_batches, pk_batches
 
 
@@ -59,6 +59,7 @@ def train_intra_camera(
     augment: Augment,
     device: torch.device,
     seed: int,
+    bf16: bool = False,
     progress: bool = True,
 ) -> list[float]:
     """Intra-camera training; returns the mean loss of each epoch.
@@ -66,7 +67,8 @@ def train_intra_camera(
     `camera_index[i]` is the position (0..C-1) of image i's camera in `heads`; `labels[i]` its
     pseudo-label within that camera. Each iteration forwards every camera's batch through the
     backbone separately (batch statistics stay per camera), sums the per-camera cross-entropy
-    losses and takes one SGD step.
+    losses and takes one SGD step. `bf16` runs forward passes under bfloat16 autocast in
+    channels_last layout (see iics.runtime); weights, gradients and the optimiser stay float32.
     """
     if len(heads) != int(camera_index.max()) + 1:
         raise ValueError(f"{len(heads)} heads for {int(camera_index.max()) + 1} cameras")
@@ -74,7 +76,7 @@ def train_intra_camera(
     generator = make_generator(seed, device)
     pixels = _as_device_images(images, device)
     targets = torch.as_tensor(labels, dtype=torch.long, device=device)
-    backbone.to(device).train()
+    place_model(backbone.train(), device, bf16)
     for head in heads:
         head.to(device).train()
     sgd = optimizer.build(backbone, heads)
@@ -87,7 +89,9 @@ def train_intra_camera(
             for head, idx in zip(heads, batch):
                 idx_t = torch.as_tensor(idx, device=device)
                 x = train_transform(pixels[idx_t], generator, augment.pad, augment.flip_p, augment.erasing_p)
-                loss = loss + nn.functional.cross_entropy(head(backbone(x)), targets[idx_t])
+                with compute_context(device, bf16):
+                    logits = head(backbone(place_batch(x, bf16)))
+                loss = loss + nn.functional.cross_entropy(logits.float(), targets[idx_t])
             sgd.zero_grad(set_to_none=True)
             loss.backward()
             sgd.step()
@@ -110,15 +114,17 @@ def train_inter_camera(
     augment: Augment,
     device: torch.device,
     seed: int,
+    bf16: bool = False,
     progress: bool = True,
 ) -> list[float]:
     """Inter-camera training with PK batches; loss = cross-entropy + batch-hard triplet on the
-    pooled backbone features. Returns the mean loss of each epoch."""
+    pooled backbone features. Returns the mean loss of each epoch. `bf16` as in
+    `train_intra_camera`."""
     rng = np.random.default_rng(seed)
     generator = make_generator(seed, device)
     pixels = _as_device_images(images, device)
     targets = torch.as_tensor(labels, dtype=torch.long, device=device)
-    backbone.to(device).train()
+    place_model(backbone.train(), device, bf16)
     head.to(device).train()
     sgd = optimizer.build(backbone, [head])
     epoch_losses = []
@@ -128,9 +134,11 @@ def train_inter_camera(
         for idx in tqdm(batches, desc=f"inter epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
             idx_t = torch.as_tensor(idx, device=device)
             x = train_transform(pixels[idx_t], generator, augment.pad, augment.flip_p, augment.erasing_p)
-            features = backbone(x)
+            with compute_context(device, bf16):
+                features = backbone(place_batch(x, bf16))
+                logits = head(features)
             y = targets[idx_t]
-            loss = nn.functional.cross_entropy(head(features), y) + batch_hard_triplet(features, y, margin)
+            loss = nn.functional.cross_entropy(logits.float(), y) + batch_hard_triplet(features.float(), y, margin)
             sgd.zero_grad(set_to_none=True)
             loss.backward()
             sgd.step()

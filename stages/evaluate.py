@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from common import load_images, load_index, load_params, round_dir, round_metrics_dir, show_progress, write_json
+from params_io import uses_bf16
 
 from iics.checkpoint import load_backbone
 from iics.evaluation import evaluate
@@ -20,6 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     device = resolve_device(params["device"])
+    bf16 = uses_bf16(params, device)
     index = load_index(params)
     if not has_evaluation_split(index):
         write_json(round_metrics_dir(args.round) / "eval.json", {"evaluated": False, "reason": NO_TEST_SET})
@@ -29,8 +31,8 @@ def main() -> None:
     backbone, _ = load_backbone(round_dir(args.round) / "model.pt", params["model"]["backbone"])
     query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
     batch = params["features"]["batch_size"]
-    q = extract_features(backbone, images[query], device, batch, progress=show_progress(), desc="query")
-    g = extract_features(backbone, images[gallery], device, batch, progress=show_progress(), desc="gallery")
+    q = extract_features(backbone, images[query], device, batch, bf16=bf16, progress=show_progress(), desc="query")
+    g = extract_features(backbone, images[gallery], device, batch, bf16=bf16, progress=show_progress(), desc="gallery")
     pids, cams = index["pid"].to_numpy(), index["camid"].to_numpy()
     scores = evaluate(cosine_distance(q, g), pids[query], pids[gallery], cams[query], cams[gallery])
     scores = {"evaluated": True, **{k: round(float(v), 2) for k, v in scores.items()}}

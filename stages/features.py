@@ -5,6 +5,7 @@ import argparse
 
 import numpy as np
 from common import load_images, load_index, load_params, round_dir, show_progress
+from params_io import uses_bf16
 
 from iics.checkpoint import load_backbone
 from iics.features import extract_features, l2_normalize
@@ -19,11 +20,12 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     device = resolve_device(params["device"])
+    bf16 = uses_bf16(params, device)
     backbone, _ = load_backbone(round_dir(args.previous) / "model.pt", params["model"]["backbone"])
     images = load_images(params)
     train = split_rows(load_index(params), "train")
     features = extract_features(
-        backbone, images[train], device, params["features"]["batch_size"], progress=show_progress()
+        backbone, images[train], device, params["features"]["batch_size"], bf16=bf16, progress=show_progress()
     )
     np.save(round_dir(args.round) / "features.npy", l2_normalize(features).numpy().astype(np.float32))
 

@@ -5,7 +5,7 @@ import argparse
 
 import numpy as np
 from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_position, show_progress, write_json
-from params_io import inter_cut, reranking
+from params_io import inter_cut, reranking, uses_bf16
 
 from iics.affinity import mu_schedule
 from iics.checkpoint import load_backbone, load_heads
@@ -31,6 +31,7 @@ def main() -> None:
 
     t, total = round_position(params, args.round)
     device = resolve_device(params["device"])
+    bf16 = uses_bf16(params, device)
     index = load_index(params)
     train = split_rows(index, "train")
     _, camera_index = camera_positions(index["camid"].to_numpy()[train])
@@ -38,7 +39,7 @@ def main() -> None:
     model_path = round_dir(args.round) / "intra_model.pt"
     backbone, _ = load_backbone(model_path, params["model"]["backbone"])
     heads = load_heads(model_path, backbone.feature_dim)
-    features = extract_features(backbone, images, device, params["features"]["batch_size"], progress=show_progress())
+    features = extract_features(backbone, images, device, params["features"]["batch_size"], bf16=bf16, progress=show_progress())
     probabilities = camera_head_probabilities(features, heads, device)
     mu_t = mu_schedule(params["inter"]["mu"], t, total)
     labels = inter_camera_labels(features, probabilities, camera_index, mu_t, inter_cut(params), reranking(params))

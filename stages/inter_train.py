@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_position, show_progress, stage_seed, write_json
-from params_io import augment, optimizer
+from params_io import augment, optimizer, uses_bf16
 
 from iics.checkpoint import load_backbone, save_backbone
 from iics.index import split_rows
@@ -34,6 +34,7 @@ def main() -> None:
     seed = stage_seed(params, t, 2)
     seed_everything(seed)
     device = resolve_device(params["device"])
+    bf16 = uses_bf16(params, device)
     index = load_index(params)
     train = split_rows(index, "train")
     images = load_images(params)[train]
@@ -44,7 +45,7 @@ def main() -> None:
         backbone, head, images, labels,
         epochs=cfg["epochs"], ids_per_batch=cfg["ids_per_batch"], images_per_id=cfg["images_per_id"],
         margin=cfg["margin"], optimizer=optimizer(cfg), augment=augment(params),
-        device=device, seed=seed, progress=show_progress(),
+        device=device, seed=seed, bf16=bf16, progress=show_progress(),
     )
     seconds = time.perf_counter() - start
     save_backbone(backbone, name, out)

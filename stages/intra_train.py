@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_position, show_progress, stage_seed, write_json
-from params_io import augment, optimizer
+from params_io import augment, optimizer, uses_bf16
 
 from iics.checkpoint import load_backbone, save_backbone
 from iics.index import camera_positions, split_rows
@@ -25,6 +25,7 @@ def main() -> None:
     seed = stage_seed(params, t, 1)
     seed_everything(seed)
     device = resolve_device(params["device"])
+    bf16 = uses_bf16(params, device)
     index = load_index(params)
     train = split_rows(index, "train")
     _, camera_index = camera_positions(index["camid"].to_numpy()[train])
@@ -41,7 +42,7 @@ def main() -> None:
     losses = train_intra_camera(
         backbone, heads, images, camera_index, labels,
         epochs=cfg["epochs"], batch_per_camera=cfg["batch_per_camera"], optimizer=optimizer(cfg),
-        augment=augment(params), device=device, seed=seed, progress=show_progress(),
+        augment=augment(params), device=device, seed=seed, bf16=bf16, progress=show_progress(),
     )
     seconds = time.perf_counter() - start
     save_backbone(backbone, name, round_dir(args.round) / "intra_model.pt", heads=heads)

@@ -1,7 +1,10 @@
 """Turning params.yaml groups into the plain settings objects `iics` takes."""
 from __future__ import annotations
 
+import torch
+
 from iics.pseudo_labels import ClusterCut, Reranking
+from iics.runtime import resolve_precision
 from iics.training import Augment, Optimizer
 
 
@@ -41,3 +44,11 @@ def optimizer(group: dict) -> Optimizer:
 def augment(params: dict) -> Augment:
     a = params["augment"]
     return Augment(pad=a["pad"], flip_p=a["flip_p"], erasing_p=a["erasing_p"])
+
+
+def uses_bf16(params: dict, device: torch.device) -> bool:
+    """`precision` resolved for `device`: bfloat16 autocast or float32."""
+    try:
+        return resolve_precision(params["precision"], device)
+    except ValueError as error:
+        raise SystemExit(f"params.yaml: {error}") from None

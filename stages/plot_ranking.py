@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
+from params_io import uses_bf16
 
 from iics.checkpoint import load_backbone
 from iics.features import cosine_distance, extract_features
@@ -28,6 +29,7 @@ def main() -> None:
         print("plot_ranking: no evaluation split, wrote a note to plots/ranking.png")
         return
     device = resolve_device(params["device"])
+    bf16 = uses_bf16(params, device)
     images = load_images(params)
     query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
     pids, cams = index["pid"].to_numpy(), index["camid"].to_numpy()
@@ -36,8 +38,8 @@ def main() -> None:
     shown = query[chosen]
     backbone, _ = load_backbone(round_dir(args.round) / "model.pt", params["model"]["backbone"])
     batch = params["features"]["batch_size"]
-    q = extract_features(backbone, images[shown], device, batch, progress=show_progress(), desc="query")
-    g = extract_features(backbone, images[gallery], device, batch, progress=show_progress(), desc="gallery")
+    q = extract_features(backbone, images[shown], device, batch, bf16=bf16, progress=show_progress(), desc="query")
+    g = extract_features(backbone, images[gallery], device, batch, bf16=bf16, progress=show_progress(), desc="gallery")
     ranking = rank_gallery(cosine_distance(q, g).numpy(), range(len(shown)), pids[shown], cams[shown],
                            pids[gallery], cams[gallery], settings["top_k"])
     save_ranking(images[shown], images[gallery[ranking.gallery]], ranking.correct, ranking.distances, OUTPUT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
+from params_io import uses_bf16
 
 from iics.checkpoint import load_backbone
 from iics.features import extract_features, l2_normalize
@@ -22,6 +23,7 @@ def main() -> None:
     params = load_params()
     settings = params["plots"]
     device = resolve_device(params["device"])
+    bf16 = uses_bf16(params, device)
     index = load_index(params)
     train = split_rows(index, "train")
     pids = index["pid"].to_numpy()[train]
@@ -31,7 +33,7 @@ def main() -> None:
     for round_id in (args.first, args.last):
         backbone, _ = load_backbone(round_dir(round_id) / "model.pt", params["model"]["backbone"])
         features = extract_features(backbone, images, device, params["features"]["batch_size"],
-                                    progress=show_progress(), desc=f"features {round_id}")
+                                    bf16=bf16, progress=show_progress(), desc=f"features {round_id}")
         maps.append(tsne_2d(l2_normalize(features).numpy(), settings["seed"]))
     titles = (f"train features, {args.first} (before training)", f"train features, after {args.last}")
     save_tsne(maps[0], maps[1], index["pid"].to_numpy()[rows], index["camid"].to_numpy()[rows], titles,

@@ -43,9 +43,12 @@ class AIBN2d(nn.Module):
         """Normalise ``x`` (N x C x H x W) using mixing weight ``alpha``."""
         if x.dim() != 4:
             raise ValueError(f"AIBN2d expects a 4-D input, got shape {tuple(x.shape)}")
-        a = torch.as_tensor(alpha, dtype=x.dtype, device=x.device).clamp(0.0, 1.0)
-        mean_in = x.mean(dim=(2, 3))  # N x C
-        var_in = x.var(dim=(2, 3), unbiased=False)  # N x C
+        # At least float32 throughout, as cuDNN's batch norm does for bfloat16 input: in bfloat16
+        # the batch variance E[var + mean^2] - mean^2 cancels away, and so does x * scale + shift.
+        xs = x.to(torch.promote_types(x.dtype, torch.float32))
+        a = torch.as_tensor(alpha, dtype=xs.dtype, device=x.device).clamp(0.0, 1.0)
+        mean_in = xs.mean(dim=(2, 3))  # N x C
+        var_in = xs.var(dim=(2, 3), unbiased=False)  # N x C
         if self.training:
             mean_bn = mean_in.mean(dim=0)
             var_bn = ((var_in + mean_in.pow(2)).mean(dim=0) - mean_bn.pow(2)).clamp_min(0.0)
@@ -55,13 +58,13 @@ class AIBN2d(nn.Module):
                 self.running_var.mul_(1.0 - m).add_(var_bn.detach().to(self.running_var.dtype), alpha=m)
                 self.num_batches_tracked.add_(1)
         else:
-            mean_bn = self.running_mean.to(x.dtype)
-            var_bn = self.running_var.to(x.dtype)
+            mean_bn = self.running_mean.to(xs.dtype)
+            var_bn = self.running_var.to(xs.dtype)
         mean = (1.0 - a) * mean_in + a * mean_bn  # N x C
         var = (1.0 - a) * var_in + a * var_bn
         scale = self.weight * torch.rsqrt(var + self.eps)  # N x C
         shift = self.bias - mean * scale
-        return x * scale[:, :, None, None] + shift[:, :, None, None]
+        return (xs * scale[:, :, None, None] + shift[:, :, None, None]).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

@@ -1,0 +1,126 @@
+"""The bfloat16 + channels_last path against plain float32, on CPU."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from iics.features import extract_features
+from iics.models import ClassifierHead, build_backbone
+from iics.models.aibn import AIBN2d
+from iics.runtime import compute_context, resolve_precision
+from iics.training import Augment, Optimizer, train_inter_camera, train_intra_camera
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stages"))
+from params_io import uses_bf16  # noqa: E402
+
+CPU = torch.device("cpu")
+EPOCHS = 8
+
+
+def test_resolve_precision():
+    assert resolve_precision("auto", torch.device("cuda")) is True
+    assert resolve_precision("auto", CPU) is False
+    assert resolve_precision("bf16", CPU) is True
+    assert resolve_precision("float32", torch.device("cuda")) is False
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp16", CPU)
+
+
+def test_bad_precision_in_params_is_a_one_line_exit():
+    with pytest.raises(SystemExit, match=r"params.yaml: precision must be one of .* got 'half'"):
+        uses_bf16({"precision": "half"}, CPU)
+
+
+def test_aibn_batch_statistics_survive_bf16_autocast():
+    """Activations with a large mean and a small spread: the batch variance E[var + mean^2] - mean^2
+    cancels to nothing in bfloat16 (spacing 64 at 10,000), so the statistics must be float32."""
+    torch.manual_seed(0)
+    x = (100.0 + 0.5 * torch.randn(8, 4, 6, 5)).bfloat16()
+    layer = AIBN2d(4).train()
+    reference = AIBN2d(4).train()
+    with compute_context(CPU, True):
+        out = layer(x, alpha=1.0)
+    expected = reference(x.float(), alpha=1.0)
+    assert out.dtype == torch.bfloat16
+    assert expected.std() > 0.9  # unit-variance output, not a blown-up or flattened one
+    torch.testing.assert_close(out.float(), expected, atol=0.05, rtol=0.02)
+    torch.testing.assert_close(layer.running_var, reference.running_var, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["resnet18_aibn", "mobilenet_v2", "convnext_tiny_aibn"])
+def test_channels_last_float32_matches_contiguous(name):
+    torch.manual_seed(0)
+    model = build_backbone(name).eval()
+    x = torch.randn(3, 3, 64, 32)
+    with torch.no_grad():
+        plain = model(x)
+        model.to(memory_format=torch.channels_last)
+        fast = model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(fast, plain, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["resnet18_aibn", "convnext_tiny_aibn"])
+def test_bf16_features_point_the_same_way_as_float32(name):
+    torch.manual_seed(0)
+    model = build_backbone(name)
+    images = np.random.default_rng(0).integers(0, 256, size=(6, 64, 32, 3), dtype=np.uint8)
+    plain = extract_features(model, images, CPU, batch_size=4, progress=False)
+    fast = extract_features(model, images, CPU, batch_size=4, progress=False, bf16=True)
+    assert fast.dtype == torch.float32 and fast.shape == plain.shape
+    cosine = torch.nn.functional.cosine_similarity(fast, plain, dim=1)
+    assert cosine.min() > 0.99, cosine
+
+
+def _training_data(n_cameras=2, ids=2, per_id=4, seed=0):
+    """One batch per epoch in both trainings, so epoch 1's loss is the loss before any step."""
+    rng = np.random.default_rng(seed)
+    n = n_cameras * ids * per_id
+    camera = np.repeat(np.arange(n_cameras), ids * per_id)
+    labels = np.tile(np.repeat(np.arange(ids), per_id), n_cameras)
+    # Each pseudo-identity gets its own colour, so the losses have something to learn.
+    colours = rng.integers(0, 256, size=(n_cameras, ids, 3))
+    images = colours[camera, labels][:, None, None, :] + rng.integers(-20, 21, size=(n, 32, 16, 3))
+    return np.clip(images, 0, 255).astype(np.uint8), camera, labels
+
+
+def _intra(bf16):
+    torch.manual_seed(0)
+    backbone = build_backbone("resnet18_aibn")
+    images, camera, labels = _training_data()
+    heads = [ClassifierHead(backbone.feature_dim, 2) for _ in range(2)]
+    losses = train_intra_camera(
+        backbone, heads, images, camera, labels, epochs=EPOCHS, batch_per_camera=8,
+        optimizer=Optimizer(lr=0.02, backbone_lr_scale=1.0), augment=Augment(pad=2),
+        device=CPU, seed=0, bf16=bf16, progress=False,
+    )
+    return losses, backbone
+
+
+def _inter(bf16):
+    torch.manual_seed(0)
+    backbone = build_backbone("resnet18_aibn")
+    images, camera, labels = _training_data()
+    labels = labels + 2 * camera
+    losses = train_inter_camera(
+        backbone, ClassifierHead(backbone.feature_dim, 4), images, labels, epochs=EPOCHS, ids_per_batch=4,
+        images_per_id=4, margin=0.3, optimizer=Optimizer(lr=0.02, backbone_lr_scale=1.0),
+        augment=Augment(pad=2), device=CPU, seed=0, bf16=bf16, progress=False,
+    )
+    return losses, backbone
+
+
+@pytest.mark.parametrize("train", [_intra, _inter], ids=["intra", "inter"])
+def test_bf16_training_follows_float32(train):
+    """Same seed, same batch: the loss before the first step agrees with float32, the bf16 run
+    learns as the float32 run does, and the weights stay float32."""
+    plain, _ = train(False)
+    fast, backbone = train(True)
+    assert all(p.dtype == torch.float32 for p in backbone.parameters())
+    assert np.isfinite(fast).all()
+    # Untrained features are nearly parallel, so bf16 rounding moves the batch-hard triplet term
+    # (inter) by a few per cent; cross-entropy alone (intra) agrees more closely.
+    np.testing.assert_allclose(fast[0], plain[0], rtol=0.06)
+    assert plain[-1] < 0.7 * plain[0]
+    assert fast[-1] < 0.7 * fast[0]

@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import round_speed  # noqa: E402
+import seed_spread  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["market1501", "msmt17"])
@@ -20,3 +21,16 @@ def test_plan_has_the_dataset_counts(name):
     cameras_per_id = {pid: len(np.unique(cams[pids == pid])) for pid in np.unique(pids)[:50]}
     assert set(cameras_per_id.values()) == {scale.cameras_per_id}
     assert np.array_equal(pids, round_speed.plan(scale, seed=0)[0])
+
+
+def test_seed_spread_overrides_and_summary():
+    assert seed_spread.parse_override("intra.lr=0.002") == {"intra": {"lr": 0.002}}
+    assert seed_spread.parse_override("precision=bf16") == {"precision": "bf16"}
+    with pytest.raises(Exception, match="KEY=VALUE"):
+        seed_spread.parse_override("precision")
+    rows = [{"mAP": 10.0, "rank1": 5.0, "intra_nmi": [0.5, 0.7], "inter_nmi": [0.4, 0.6]},
+            {"mAP": 14.0, "rank1": 9.0, "intra_nmi": [0.7, 0.7], "inter_nmi": [0.6, 0.8]}]
+    out = seed_spread.summary(rows)
+    assert out["mAP"] == {"mean": 12.0, "std": round(2 ** 0.5 * 2, 4)}
+    assert out["intra_nmi"][0] == {"mean": 0.6, "std": round(0.02 ** 0.5, 4)}
+    assert out["intra_nmi"][1] == {"mean": 0.7, "std": 0.0}

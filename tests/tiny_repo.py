@@ -63,7 +63,8 @@ def copy_project(dest: Path, config_update: dict | None = None, rounds: int | No
         config = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())
         merge_config(config, config_update)
         (dest / "conf" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", IICS_PROGRESS="0",
+    # PYTHONPATH: the copy's stages import the copy's iics, whichever checkout is installed.
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", IICS_PROGRESS="0", PYTHONPATH=str(dest),
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     if rounds is not None:
         run([sys.executable, "stages/set_rounds.py", str(rounds), "--every", str(every), "--name", "short"], dest, env)

@@ -5,6 +5,7 @@ own process, so start-up is included) and no dataset (it renders synthetic peopl
     python benchmarks/round_speed.py --scale market1501      # 12,936 train images, 6 cameras
     python benchmarks/round_speed.py --scale msmt17          # 32,621 train images, 15 cameras
     python benchmarks/round_speed.py --scale tiny            # a CPU smoke test in about a minute
+    python benchmarks/round_speed.py --set precision=float32 # the plain float32 path, for comparison
 
 The settings are the shipped paper configuration of that dataset (benchmarks/paper_params/,
 composed from conf/ by `python stages/configure.py dataset=<name>`; a test keeps them equal),
@@ -35,7 +36,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from measure import measured  # noqa: E402
-from tiny_repo import merge_config  # noqa: E402
+from tiny_repo import merge_config, parse_override  # noqa: E402
 
 from iics import synthetic  # noqa: E402
 from iics.index import write_index  # noqa: E402
@@ -103,11 +104,12 @@ def render(pids: np.ndarray, cams: np.ndarray, scale: Scale, height: int, width:
         return np.concatenate(list(pool.map(_render_chunk, jobs)))
 
 
-def prepare(workdir: Path, scale_name: str, seed: int) -> tuple[Path, dict, int]:
+def prepare(workdir: Path, scale_name: str, seed: int, overrides: list[dict]) -> tuple[Path, dict, int]:
     """A copy of stages/ and iics/ with params.yaml and the prepared data; returns (project, params, images)."""
     scale = SCALES[scale_name]
     params = yaml.safe_load((REPO / "benchmarks" / "paper_params" / f"{scale.params}.yaml").read_text())
-    merge_config(params, scale.overrides)
+    for update in (scale.overrides, *overrides):
+        merge_config(params, update)
     merge_config(params, {"dataset": {"name": "bench"}, "model": {"weights": None}})
     height, width = params["dataset"]["height"], params["dataset"]["width"]
     project = workdir / f"project-{scale_name}"
@@ -144,9 +146,11 @@ def main() -> None:
     parser.add_argument("--scale", choices=SCALES, default="market1501")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/iics-round-speed"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", type=parse_override, action="append", default=[],
+                        metavar="KEY=VALUE", help="override a paper setting, e.g. precision=float32")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    project, params, images = prepare(args.workdir, args.scale, args.seed)
+    project, params, images = prepare(args.workdir, args.scale, args.seed, args.overrides)
     import torch
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
@@ -154,6 +158,7 @@ def main() -> None:
                             text=True).stdout.strip() or None
     common = {"scale": args.scale, "train_images": images, "backbone": params["model"]["backbone"],
               "input": f"{params['dataset']['height']}x{params['dataset']['width']}", "device": device,
+              "precision": params["precision"], "overrides": args.overrides,
               "torch": torch.__version__, "date": date.today().isoformat(), "commit": commit}
     rows = []
     for stage, stage_args in ROUND:
@@ -165,7 +170,7 @@ def main() -> None:
     round_seconds = sum(r["seconds"] for r in rows if r["stage"] != "init")
     print(json.dumps({**common, "stage": "round (without init)", "seconds": round(round_seconds, 2)}), flush=True)
     print(f"\n{args.scale}: {images} train images, {common['backbone']} at {common['input']}, {device}, "
-          f"commit {commit}", file=sys.stderr)
+          f"precision {params['precision']}, commit {commit}", file=sys.stderr)
     print(f"{'stage':<16}{'seconds':>9}{'train img/s':>12}{'host MiB':>10}{'GPU GiB':>9}", file=sys.stderr)
     for r in rows:
         print(f"{r['stage']:<16}{r['seconds']:>9.1f}{r['train_images_per_s'] or '':>12}{r['peak_rss_mib']:>10}"

@@ -26,21 +26,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from measure import measured  # noqa: E402
-from tiny_repo import REPO, copy_project, dvc_executable, merge_config, run  # noqa: E402
-
-
-def parse_override(text: str) -> dict:
-    """`a.b=value` -> {"a": {"b": value}}, the value read as YAML."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    update: dict = {}
-    node = update
-    *parents, leaf = key.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[leaf] = yaml.safe_load(value)
-    return update
+from tiny_repo import REPO, copy_project, dvc_executable, merge_config, parse_override, run  # noqa: E402
 
 
 def one_seed(seed: int, overrides: list[dict], dvc: str) -> dict:

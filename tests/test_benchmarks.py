@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import round_speed  # noqa: E402
 import seed_spread  # noqa: E402
+from tiny_repo import parse_override  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["market1501", "msmt17"])
@@ -24,10 +25,10 @@ def test_plan_has_the_dataset_counts(name):
 
 
 def test_seed_spread_overrides_and_summary():
-    assert seed_spread.parse_override("intra.lr=0.002") == {"intra": {"lr": 0.002}}
-    assert seed_spread.parse_override("precision=bf16") == {"precision": "bf16"}
+    assert parse_override("intra.lr=0.002") == {"intra": {"lr": 0.002}}
+    assert parse_override("precision=bf16") == {"precision": "bf16"}
     with pytest.raises(Exception, match="KEY=VALUE"):
-        seed_spread.parse_override("precision")
+        parse_override("precision")
     rows = [{"mAP": 10.0, "rank1": 5.0, "intra_nmi": [0.5, 0.7], "inter_nmi": [0.4, 0.6]},
             {"mAP": 14.0, "rank1": 9.0, "intra_nmi": [0.7, 0.7], "inter_nmi": [0.6, 0.8]}]
     out = seed_spread.summary(rows)

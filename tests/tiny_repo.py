@@ -2,6 +2,7 @@
 shared by the end-to-end tests and the benchmarks."""
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -39,6 +40,20 @@ def merge_config(base: dict, update: dict) -> None:
             merge_config(base[key], value)
         else:
             base[key] = value
+
+
+def parse_override(text: str) -> dict:
+    """`a.b=value` -> {"a": {"b": value}}, the value read as YAML (for merge_config)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    update: dict = {}
+    node = update
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = yaml.safe_load(value)
+    return update
 
 
 def dvc_executable() -> str:

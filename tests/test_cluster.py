@@ -120,3 +120,11 @@ def test_errors():
         quantile_threshold(d, 1.5)
     with pytest.raises(ValueError, match="non-zero"):
         quantile_threshold(np.zeros((3, 3)), 0.5)
+
+
+def test_float32_input_gives_the_float64_result_of_the_same_values():
+    d32 = random_symmetric(60, 4).astype(np.float32)
+    for cut in ({"n_clusters": 9}, {"threshold": float(np.median(d32))}):
+        np.testing.assert_array_equal(agglomerative(d32, **cut), agglomerative(d32.astype(np.float64), **cut))
+        np.testing.assert_array_equal(agglomerative(torch.from_numpy(d32), **cut), agglomerative(d32, **cut))
+    assert quantile_threshold(d32, 0.1) == quantile_threshold(d32.astype(np.float64), 0.1)

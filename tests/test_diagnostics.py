@@ -65,3 +65,27 @@ def test_errors():
         pseudo_label_quality([0, 1], [0, 1, 2])
     with pytest.raises(ValueError):
         pseudo_label_quality([], [])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nmi_and_ari_match_sklearn_on_random_and_edge_labellings(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 300))
+    true = rng.integers(0, int(rng.integers(1, 40)), n)
+    cases = [
+        rng.integers(0, int(rng.integers(1, 60)), n),  # unrelated
+        np.where(rng.random(n) < 0.8, true, rng.integers(0, 5, n)),  # mostly right
+        true * 2 + rng.integers(0, 2, n),  # every identity split in two
+        np.zeros(n, dtype=int),  # one cluster
+        np.arange(n),  # all singletons
+    ]
+    for pred in cases:
+        out = pseudo_label_quality(pred, true)
+        assert out["nmi"] == pytest.approx(normalized_mutual_info_score(true, pred), abs=1e-10)
+        assert out["ari"] == pytest.approx(adjusted_rand_score(true, pred), abs=1e-10)
+
+
+def test_single_cluster_against_single_identity():
+    out = pseudo_label_quality([4, 4, 4], [1, 1, 1])
+    assert out["nmi"] == normalized_mutual_info_score([1, 1, 1], [4, 4, 4]) == 1.0
+    assert out["ari"] == adjusted_rand_score([1, 1, 1], [4, 4, 4]) == 1.0

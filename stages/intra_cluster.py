@@ -10,6 +10,7 @@ from common import load_index, load_params, round_dir, round_metrics_dir, write_
 from iics.diagnostics import pseudo_label_quality
 from iics.index import camera_positions, has_train_identities, split_rows
 from iics.pseudo_labels import intra_camera_labels
+from iics.runtime import resolve_device
 from params_io import intra_cut, reranking
 
 
@@ -21,7 +22,8 @@ def main() -> None:
     index = load_index(params)
     train = index.iloc[split_rows(index, "train")]
     cameras, camera_index = camera_positions(train["camid"].to_numpy())
-    features = torch.from_numpy(np.load(round_dir(args.round) / "features.npy"))
+    device = resolve_device(params["device"])  # re-ranking runs there
+    features = torch.from_numpy(np.load(round_dir(args.round) / "features.npy")).to(device)
     labels = intra_camera_labels(features, camera_index, intra_cut(params), reranking(params))
     np.save(round_dir(args.round) / "intra_labels.npy", labels)
 

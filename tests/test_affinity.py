@@ -38,8 +38,18 @@ def test_jaccard_tiny_chunks(monkeypatch):
     ref = loop_jaccard(p)
     monkeypatch.setattr(affinity, "MAX_CHUNK_ELEMENTS", {"cpu": 1})
     np.testing.assert_allclose(jaccard_similarity(p), ref, atol=1e-12)
-    monkeypatch.setattr(affinity, "MAX_CHUNK_ELEMENTS", {"cpu": 13 * 4 * 5})  # 5 rows per chunk
+    monkeypatch.setattr(affinity, "MAX_CHUNK_ELEMENTS", {"cpu": 13 * 5})  # 5 rows per chunk
     np.testing.assert_allclose(jaccard_similarity(p), ref, atol=1e-12)
+
+
+def test_jaccard_matches_min_sum_on_softmax_outputs():
+    """The shape the pipeline feeds it: several camera heads' softmax outputs side by side (rows sum
+    to the number of heads, most entries tiny), float32."""
+    logits = torch.randn(300, 4, 50, generator=torch.Generator().manual_seed(3)) * 4
+    p = torch.softmax(logits, dim=-1).reshape(300, 200)
+    smin = torch.minimum(p[:, None, :], p[None, :, :]).sum(-1)
+    smax = torch.maximum(p[:, None, :], p[None, :, :]).sum(-1)
+    torch.testing.assert_close(jaccard_similarity(p), smin / smax, atol=2e-6, rtol=0)
 
 
 def test_jaccard_torch_in_torch_out():

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -35,3 +36,15 @@ def test_seed_spread_overrides_and_summary():
     assert out["mAP"] == {"mean": 12.0, "std": round(2 ** 0.5 * 2, 4)}
     assert out["intra_nmi"][0] == {"mean": 0.6, "std": round(0.02 ** 0.5, 4)}
     assert out["intra_nmi"][1] == {"mean": 0.7, "std": 0.0}
+
+
+def test_clustering_speed_inputs_have_the_claimed_shape():
+    import clustering_speed
+
+    scale = clustering_speed.Scale(images=50, identities=7, cameras=3)
+    features, probabilities, cams = clustering_speed.make_inputs(scale, seed=0)
+    assert features.shape == (50, clustering_speed.FEATURE_DIM)
+    torch.testing.assert_close(features.norm(dim=1), torch.ones(50))
+    assert probabilities.shape == (50, 3 * clustering_speed.INTRA_COUNT)
+    torch.testing.assert_close(probabilities.sum(dim=1), torch.full((50,), 3.0))
+    assert set(cams.tolist()) <= {0, 1, 2} and len(cams) == 50

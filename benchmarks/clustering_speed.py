@@ -1,0 +1,122 @@
+"""The pseudo-labelling phases of one round at real-dataset scale, timed one by one: intra-camera
+re-ranking and linkage per camera, the inter-camera affinity (cosine + soft Jaccard of the
+classifier outputs), its re-ranking and its linkage.
+
+    python benchmarks/clustering_speed.py --scale market1501   # 12,936 images, 6 cameras
+    python benchmarks/clustering_speed.py --scale msmt17       # 32,621 images, 15 cameras
+    python benchmarks/clustering_speed.py --scale small        # 3,000 images, 6 cameras (CPU)
+
+Inputs are generated: L2-normalised 2048-d features of the dataset's number of identities (a
+centre per identity plus noise), and per camera a softmax over that camera's paper cluster count
+(600), peaked at the identity's cluster. The settings are the paper's (k1 20, k2 6, lambda 0.3,
+count cut: 600 per camera, 800 across). Re-ranking and the affinity run on the device
+(`--device`, default CUDA when present); the linkage always runs on the host. Prints one JSON
+line per phase; times on CUDA are taken after a synchronize.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from iics.affinity import inter_camera_distance  # noqa: E402
+from iics.cluster import agglomerative, count_for_camera  # noqa: E402
+from iics.features import cosine_distance  # noqa: E402
+from iics.rerank import k_reciprocal  # noqa: E402
+from iics.runtime import resolve_device  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Scale:
+    images: int
+    identities: int
+    cameras: int
+
+
+SCALES = {
+    "market1501": Scale(12_936, 751, 6),
+    "msmt17": Scale(32_621, 1_041, 15),
+    "small": Scale(3_000, 180, 6),
+}
+INTRA_COUNT, INTER_COUNT, FEATURE_DIM = 600, 800, 2048
+
+
+def make_inputs(scale: Scale, seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(features n x 2048, probabilities n x (cameras * 600), camera index n)."""
+    g = torch.Generator().manual_seed(seed)
+    pids = torch.randint(0, scale.identities, (scale.images,), generator=g)
+    cams = torch.randint(0, scale.cameras, (scale.images,), generator=g)
+    centres = torch.randn(scale.identities, FEATURE_DIM, generator=g)
+    features = torch.nn.functional.normalize(centres[pids] + 1.5 * torch.randn(scale.images, FEATURE_DIM, generator=g), dim=1)
+    logits = torch.randn(scale.images, scale.cameras, INTRA_COUNT, generator=g)
+    logits[torch.arange(scale.images), :, pids % INTRA_COUNT] += 6.0
+    probabilities = torch.softmax(logits, dim=-1).reshape(scale.images, -1)
+    return features, probabilities, cams.numpy()
+
+
+def timed(device: torch.device, fn, *args):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    out = fn(*args)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=SCALES, default="market1501")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    scale = SCALES[args.scale]
+    features, probabilities, cams = make_inputs(scale, args.seed)
+    features, probabilities = features.to(device), probabilities.to(device)
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    common = {"scale": args.scale, "images": scale.images, "cameras": scale.cameras,
+              "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+              "torch": torch.__version__, "date": date.today().isoformat(), "commit": commit or None}
+
+    def report(phase: str, seconds: float) -> None:
+        print(json.dumps({**common, "phase": phase, "seconds": round(seconds, 3)}), flush=True)
+
+    rerank_s = linkage_s = 0.0
+    for cam in range(scale.cameras):
+        members = torch.as_tensor(np.flatnonzero(cams == cam), device=device)
+        reranked, seconds = timed(device, lambda f: k_reciprocal(cosine_distance(f)), features[members])
+        rerank_s += seconds
+        host = reranked.cpu().numpy()
+        _, seconds = timed(device, agglomerative, host, count_for_camera(len(host), INTRA_COUNT))
+        linkage_s += seconds
+    report("intra re-ranking (all cameras)", rerank_s)
+    report("intra linkage (all cameras)", linkage_s)
+    dist, seconds = timed(device, inter_camera_distance, features, probabilities, torch.as_tensor(cams, device=device), 0.02)
+    report("inter affinity (cosine + Jaccard)", seconds)
+    reranked, seconds = timed(device, k_reciprocal, dist)
+    report("inter re-ranking", seconds)
+    host = reranked.cpu().numpy()
+    del dist, reranked
+    _, seconds = timed(device, agglomerative, host, INTER_COUNT)
+    report("inter linkage", seconds)
+    peak = {"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    if device.type == "cuda":
+        peak["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    print(json.dumps({**common, "phase": "peak memory", **peak}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

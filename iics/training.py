@@ -83,7 +83,7 @@ def train_intra_camera(
     epoch_losses = []
     for epoch in range(epochs):
         iterations = per_camera_batches(camera_index, batch_per_camera, rng)
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
         for batch in tqdm(iterations, desc=f"intra epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
             loss = 0.0
             for head, idx in zip(heads, batch):
@@ -95,8 +95,8 @@ def train_intra_camera(
             sgd.zero_grad(set_to_none=True)
             loss.backward()
             sgd.step()
-            total += float(loss.detach())
-        epoch_losses.append(total / len(iterations))
+            total += loss.detach()
+        epoch_losses.append(float(total) / len(iterations))
     return epoch_losses
 
 
@@ -130,7 +130,7 @@ def train_inter_camera(
     epoch_losses = []
     for epoch in range(epochs):
         batches = pk_batches(labels, ids_per_batch, images_per_id, rng)
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
         for idx in tqdm(batches, desc=f"inter epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
             idx_t = torch.as_tensor(idx, device=device)
             x = train_transform(pixels[idx_t], generator, augment.pad, augment.flip_p, augment.erasing_p)
@@ -142,6 +142,6 @@ def train_inter_camera(
             sgd.zero_grad(set_to_none=True)
             loss.backward()
             sgd.step()
-            total += float(loss.detach())
-        epoch_losses.append(total / len(batches))
+            total += loss.detach()
+        epoch_losses.append(float(total) / len(batches))
     return epoch_losses

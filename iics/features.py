@@ -54,10 +54,11 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Ten
 
 @torch.no_grad()
 def camera_head_probabilities(features: torch.Tensor, heads: list[nn.Module], device: torch.device) -> torch.Tensor:
-    """Concatenated softmax outputs of all camera heads for each (un-normalised) feature row."""
+    """Concatenated softmax outputs of all camera heads for each (un-normalised) feature row,
+    float32 on `device` (where the inter-camera affinity that reads them runs)."""
     probs = []
     x = features.to(device)
     for head in heads:
         head.eval().to(device)
-        probs.append(torch.softmax(head(x).float(), dim=1).cpu())
+        probs.append(torch.softmax(head(x).float(), dim=1))
     return torch.cat(probs, dim=1)

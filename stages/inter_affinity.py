@@ -39,12 +39,12 @@ def main() -> None:
     model_path = round_dir(args.round) / "intra_model.pt"
     backbone, _ = load_backbone(model_path, params["model"]["backbone"])
     heads = load_heads(model_path, backbone.feature_dim)
-    features = extract_features(backbone, images, device, params["features"]["batch_size"], bf16=bf16, progress=show_progress())
+    features = extract_features(backbone, images, device, params["features"]["batch_size"], bf16=bf16,
+                                progress=show_progress()).to(device)
     probabilities = camera_head_probabilities(features, heads, device)
     mu_t = mu_schedule(params["inter"]["mu"], t, total)
     # Affinity and re-ranking on the device too; only the linkage runs on the host.
-    labels = inter_camera_labels(features.to(device), probabilities.to(device), camera_index, mu_t,
-                                 inter_cut(params), reranking(params))
+    labels = inter_camera_labels(features, probabilities, camera_index, mu_t, inter_cut(params), reranking(params))
     np.save(labels_path, labels)
 
     quality = {"num_clusters": int(labels.max() + 1)}

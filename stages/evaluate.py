@@ -4,13 +4,12 @@ from __future__ import annotations
 import argparse
 
 from common import load_images, load_index, load_params, round_dir, round_metrics_dir, show_progress, write_json
-from params_io import uses_bf16
+from params_io import device_and_precision
 
 from iics.checkpoint import load_backbone
 from iics.evaluation import evaluate
 from iics.features import cosine_distance, extract_features
 from iics.index import has_evaluation_split, split_rows
-from iics.runtime import resolve_device
 
 NO_TEST_SET = "the dataset has no query/gallery images with identities"
 
@@ -20,8 +19,7 @@ def main() -> None:
     parser.add_argument("round")
     args = parser.parse_args()
     params = load_params()
-    device = resolve_device(params["device"])
-    bf16 = uses_bf16(params, device)
+    device, bf16 = device_and_precision(params)
     index = load_index(params)
     if not has_evaluation_split(index):
         write_json(round_metrics_dir(args.round) / "eval.json", {"evaluated": False, "reason": NO_TEST_SET})

@@ -5,11 +5,10 @@ import argparse
 
 import numpy as np
 from common import load_images, load_index, load_params, round_dir, show_progress
-from params_io import uses_bf16
+from params_io import device_and_precision
 
 from iics.checkpoint import load_backbone
 from iics.features import extract_features, l2_normalize
-from iics.runtime import resolve_device
 from iics.index import split_rows
 
 
@@ -19,8 +18,7 @@ def main() -> None:
     parser.add_argument("previous")
     args = parser.parse_args()
     params = load_params()
-    device = resolve_device(params["device"])
-    bf16 = uses_bf16(params, device)
+    device, bf16 = device_and_precision(params)
     backbone, _ = load_backbone(round_dir(args.previous) / "model.pt", params["model"]["backbone"])
     images = load_images(params)
     train = split_rows(load_index(params), "train")

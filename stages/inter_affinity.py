@@ -5,7 +5,7 @@ import argparse
 
 import numpy as np
 from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_position, show_progress, write_json
-from params_io import inter_cut, reranking, uses_bf16
+from params_io import device_and_precision, inter_cut, reranking
 
 from iics.affinity import mu_schedule
 from iics.checkpoint import load_backbone, load_heads
@@ -13,7 +13,6 @@ from iics.diagnostics import pseudo_label_quality
 from iics.features import camera_head_probabilities, extract_features
 from iics.index import camera_positions, has_train_identities, split_rows
 from iics.pseudo_labels import inter_camera_labels
-from iics.runtime import resolve_device
 
 
 def main() -> None:
@@ -30,8 +29,7 @@ def main() -> None:
         return
 
     t, total = round_position(params, args.round)
-    device = resolve_device(params["device"])
-    bf16 = uses_bf16(params, device)
+    device, bf16 = device_and_precision(params)
     index = load_index(params)
     train = split_rows(index, "train")
     _, camera_index = camera_positions(index["camid"].to_numpy()[train])

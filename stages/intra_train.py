@@ -6,12 +6,12 @@ import time
 
 import numpy as np
 from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_position, show_progress, stage_seed, write_json
-from params_io import augment, optimizer, uses_bf16
+from params_io import augment, device_and_precision, optimizer
 
 from iics.checkpoint import load_backbone, save_backbone
 from iics.index import camera_positions, split_rows
 from iics.models import ClassifierHead
-from iics.runtime import resolve_device, seed_everything
+from iics.runtime import seed_everything
 from iics.training import train_intra_camera
 
 
@@ -24,8 +24,7 @@ def main() -> None:
     t, _ = round_position(params, args.round)
     seed = stage_seed(params, t, 1)
     seed_everything(seed)
-    device = resolve_device(params["device"])
-    bf16 = uses_bf16(params, device)
+    device, bf16 = device_and_precision(params)
     index = load_index(params)
     train = split_rows(index, "train")
     _, camera_index = camera_positions(index["camid"].to_numpy()[train])

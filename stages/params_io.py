@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from iics.pseudo_labels import ClusterCut, Reranking
-from iics.runtime import resolve_precision
+from iics.runtime import resolve_device, resolve_precision
 from iics.training import Augment, Optimizer
 
 
@@ -46,9 +46,10 @@ def augment(params: dict) -> Augment:
     return Augment(pad=a["pad"], flip_p=a["flip_p"], erasing_p=a["erasing_p"])
 
 
-def uses_bf16(params: dict, device: torch.device) -> bool:
-    """`precision` resolved for `device`: bfloat16 autocast or float32."""
+def device_and_precision(params: dict) -> tuple[torch.device, bool]:
+    """`device` resolved, and whether `precision` means bfloat16 autocast on it."""
+    device = resolve_device(params["device"])
     try:
-        return resolve_precision(params["precision"], device)
+        return device, resolve_precision(params["precision"], device)
     except ValueError as error:
         raise SystemExit(f"params.yaml: {error}") from None

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 
 from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
-from params_io import uses_bf16
+from params_io import device_and_precision
 
 from iics.checkpoint import load_backbone
 from iics.features import cosine_distance, extract_features
 from iics.index import has_evaluation_split, split_rows
 from iics.plots import save_message, save_ranking
 from iics.ranking import choose_queries, rank_gallery
-from iics.runtime import resolve_device
 
 OUTPUT = ROOT / "plots" / "ranking.png"
 
@@ -28,8 +27,7 @@ def main() -> None:
         save_message("no query/gallery images with identities: nothing to rank", OUTPUT)
         print("plot_ranking: no evaluation split, wrote a note to plots/ranking.png")
         return
-    device = resolve_device(params["device"])
-    bf16 = uses_bf16(params, device)
+    device, bf16 = device_and_precision(params)
     images = load_images(params)
     query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
     pids, cams = index["pid"].to_numpy(), index["camid"].to_numpy()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 
 from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
-from params_io import uses_bf16
+from params_io import device_and_precision
 
 from iics.checkpoint import load_backbone
 from iics.features import extract_features, l2_normalize
 from iics.index import split_rows
 from iics.plots import save_tsne
-from iics.runtime import resolve_device
 from iics.tsne import sample_for_tsne, tsne_2d
 
 
@@ -22,8 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     settings = params["plots"]
-    device = resolve_device(params["device"])
-    bf16 = uses_bf16(params, device)
+    device, bf16 = device_and_precision(params)
     index = load_index(params)
     train = split_rows(index, "train")
     pids = index["pid"].to_numpy()[train]

@@ -13,7 +13,7 @@ from iics.runtime import compute_context, resolve_precision
 from iics.training import Augment, Optimizer, train_inter_camera, train_intra_camera
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stages"))
-from params_io import uses_bf16  # noqa: E402
+from params_io import device_and_precision  # noqa: E402
 
 CPU = torch.device("cpu")
 EPOCHS = 8
@@ -30,7 +30,7 @@ def test_resolve_precision():
 
 def test_bad_precision_in_params_is_a_one_line_exit():
     with pytest.raises(SystemExit, match=r"params.yaml: precision must be one of .* got 'half'"):
-        uses_bf16({"precision": "half"}, CPU)
+        device_and_precision({"device": "cpu", "precision": "half"})
 
 
 def test_aibn_batch_statistics_survive_bf16_autocast():

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import tempfile
 from datetime import date
@@ -26,7 +25,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from measure import measured  # noqa: E402
+from measure import git_commit, measured  # noqa: E402
 from tiny_repo import REPO, copy_project, dvc_executable, run  # noqa: E402
 
 from iics.models import BACKBONES, build_backbone  # noqa: E402
@@ -37,7 +36,7 @@ def main() -> None:
     parser.add_argument("backbones", nargs="*", default=list(BACKBONES), choices=BACKBONES, metavar="BACKBONE")
     args = parser.parse_args()
     dvc = dvc_executable()
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    commit = git_commit(REPO)
     for name in args.backbones:
         with tempfile.TemporaryDirectory() as tmp:
             repo = Path(tmp)
@@ -60,7 +59,7 @@ def main() -> None:
             "per_round_s": round(rounds["seconds"] / num_rounds, 1),
             "peak_rss_mib": round(max(start["peak_kib"], rounds["peak_kib"]) / 1024),
             "input": f"{params['dataset']['height']}x{params['dataset']['width']}",
-            "device": "cuda" if torch.cuda.is_available() else "cpu", "torch": torch.__version__, "date": date.today().isoformat(), "commit": commit or None,
+            "device": "cuda" if torch.cuda.is_available() else "cpu", "torch": torch.__version__, "date": date.today().isoformat(), "commit": commit,
             "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
         }), flush=True)
 

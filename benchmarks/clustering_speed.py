@@ -22,7 +22,6 @@ import argparse
 import json
 import platform
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from measure import git_commit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -90,10 +91,10 @@ def main() -> None:
     scale = SCALES[args.scale]
     features, probabilities, cams = make_inputs(scale, args.seed)
     features, probabilities = features.to(device), probabilities.to(device)
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    commit = git_commit(REPO)
     common = {"scale": args.scale, "images": scale.images, "cameras": scale.cameras,
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-              "torch": torch.__version__, "date": date.today().isoformat(), "commit": commit or None}
+              "torch": torch.__version__, "date": date.today().isoformat(), "commit": commit}
 
     def report(phase: str, seconds: float) -> None:
         print(json.dumps({**common, "phase": phase, "seconds": round(seconds, 3)}), flush=True)

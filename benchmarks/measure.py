@@ -1,4 +1,5 @@
-"""Running a command for a benchmark: wall time and the peak resident set of its processes."""
+"""Running a command for a benchmark (wall time and the peak resident set of its processes), and
+the commit a result was measured at."""
 from __future__ import annotations
 
 import json
@@ -26,3 +27,9 @@ def measured(args: list, cwd: str | os.PathLike, env: dict) -> dict:
     if report["code"] != 0:
         raise SystemExit(f"{' '.join(map(str, args))} failed in {cwd}:\n{report['out'][-3000:]}")
     return report
+
+
+def git_commit(repo: str | os.PathLike) -> str | None:
+    """`git describe --always --dirty` of the checkout at `repo`; None outside a git checkout."""
+    result = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=repo, capture_output=True, text=True)
+    return result.stdout.strip() or None

@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -35,7 +34,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
-from measure import measured  # noqa: E402
+from measure import git_commit, measured  # noqa: E402
 from tiny_repo import merge_config, parse_override  # noqa: E402
 
 from iics import synthetic  # noqa: E402
@@ -154,8 +153,7 @@ def main() -> None:
     import torch
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip() or None
+    commit = git_commit(REPO)
     common = {"scale": args.scale, "train_images": images, "backbone": params["model"]["backbone"],
               "input": f"{params['dataset']['height']}x{params['dataset']['width']}", "device": device,
               "precision": params["precision"], "overrides": args.overrides,

@@ -16,7 +16,6 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 from datetime import date
@@ -25,7 +24,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from measure import measured  # noqa: E402
+from measure import git_commit, measured  # noqa: E402
 from tiny_repo import REPO, copy_project, dvc_executable, merge_config, parse_override, run  # noqa: E402
 
 
@@ -66,8 +65,8 @@ def main() -> None:
                         metavar="KEY=VALUE", help="override in conf/config.yaml, e.g. precision=bf16")
     args = parser.parse_args()
     dvc = dvc_executable()
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    context = {"overrides": args.overrides, "date": date.today().isoformat(), "commit": commit or None,
+    commit = git_commit(REPO)
+    context = {"overrides": args.overrides, "date": date.today().isoformat(), "commit": commit,
                "machine": platform.processor() or platform.machine()}
     rows = []
     for seed in args.seeds:

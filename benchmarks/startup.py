@@ -19,6 +19,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from measure import git_commit
+
 REPO = Path(__file__).resolve().parent.parent
 ROUND_STAGES = ("features", "intra_cluster", "intra_train", "inter_affinity", "inter_train", "evaluate")
 
@@ -40,9 +42,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tries", type=int, default=5)
     args = parser.parse_args()
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    commit = git_commit(REPO)
     bare = statistics.median(timed_python() for _ in range(args.tries))
-    common = {"date": date.today().isoformat(), "commit": commit or None,
+    common = {"date": date.today().isoformat(), "commit": commit,
               "machine": platform.processor() or platform.machine(), "python": platform.python_version()}
     print(json.dumps({"stage": "(bare python)", "median_s": round(bare, 3), **common}), flush=True)
     for stage in ROUND_STAGES:

@@ -6,6 +6,7 @@ classifier outputs), its re-ranking and its linkage.
     python benchmarks/clustering_speed.py --scale msmt17       # 32,621 images, 15 cameras
     python benchmarks/clustering_speed.py --scale small        # 3,000 images, 6 cameras (CPU)
     python benchmarks/clustering_speed.py --linkage-only       # the host-side linkage alone
+    python benchmarks/clustering_speed.py --linkage-only --cut quantile   # ... cut at the paper's quantile
 
 Inputs are generated: L2-normalised 2048-d features of the dataset's number of identities (a
 centre per identity plus noise), and per camera a softmax over that camera's paper cluster count
@@ -14,7 +15,10 @@ count cut: 600 per camera, 800 across). Re-ranking and the affinity run on the d
 (`--device`, default CUDA when present); the linkage always runs on the host. Prints one JSON
 line per phase; times on CUDA are taken after a synchronize. `--linkage-only` times just the
 inter-camera linkage, on the cosine distances of all images (the linkage's work depends on the
-matrix size: scipy's nearest-neighbour chain is O(n^2) whatever the values), for machines where re-ranking at this scale would take too long.
+matrix size: scipy's nearest-neighbour chain is O(n^2) whatever the values), for machines where
+re-ranking at this scale would take too long; `--cut quantile` cuts it at the paper's inter-camera
+quantile (0.0017) instead of the count, which also finds that quantile among the n^2 / 2
+distances. Each run ends with the process's peak host memory (and GPU memory on CUDA).
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ from measure import git_commit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from iics.affinity import inter_camera_distance  # noqa: E402
-from iics.cluster import agglomerative, count_for_camera  # noqa: E402
+from iics.cluster import agglomerative, count_for_camera, quantile_threshold  # noqa: E402
 from iics.features import cosine_distance  # noqa: E402
 from iics.rerank import k_reciprocal  # noqa: E402
 from iics.runtime import resolve_device  # noqa: E402
@@ -54,7 +58,7 @@ SCALES = {
     "msmt17": Scale(32_621, 1_041, 15),
     "small": Scale(3_000, 180, 6),
 }
-INTRA_COUNT, INTER_COUNT, FEATURE_DIM = 600, 800, 2048
+INTRA_COUNT, INTER_COUNT, INTER_QUANTILE, FEATURE_DIM = 600, 800, 0.0017, 2048
 
 
 def make_inputs(scale: Scale, seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -68,6 +72,11 @@ def make_inputs(scale: Scale, seed: int) -> tuple[torch.Tensor, torch.Tensor, np
     logits[torch.arange(scale.images), :, pids % INTRA_COUNT] += 6.0
     probabilities = torch.softmax(logits, dim=-1).reshape(scale.images, -1)
     return features, probabilities, cams.numpy()
+
+
+def quantile_cut(dist: np.ndarray, q: float) -> np.ndarray:
+    """The quantile cut as `iics.pseudo_labels.cluster_distances` makes it."""
+    return agglomerative(dist, threshold=quantile_threshold(dist, q))
 
 
 def timed(device: torch.device, fn, *args):
@@ -86,6 +95,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--linkage-only", action="store_true")
+    parser.add_argument("--cut", choices=("count", "quantile"), default="count",
+                        help="with --linkage-only: cut at the paper's count (800) or quantile (0.0017)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     scale = SCALES[args.scale]
@@ -99,10 +110,20 @@ def main() -> None:
     def report(phase: str, seconds: float) -> None:
         print(json.dumps({**common, "phase": phase, "seconds": round(seconds, 3)}), flush=True)
 
+    def report_peak_memory() -> None:
+        peak = {"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+        if device.type == "cuda":
+            peak["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        print(json.dumps({**common, "phase": "peak memory", **peak}), flush=True)
+
     if args.linkage_only:
         host = cosine_distance(features).cpu().numpy()
-        _, seconds = timed(device, agglomerative, host, INTER_COUNT)
-        report("inter linkage (cosine distances)", seconds)
+        if args.cut == "count":
+            _, seconds = timed(device, agglomerative, host, INTER_COUNT)
+        else:
+            _, seconds = timed(device, quantile_cut, host, INTER_QUANTILE)
+        report(f"inter linkage (cosine distances, {args.cut} cut)", seconds)
+        report_peak_memory()
         return
     rerank_s = linkage_s = 0.0
     for cam in range(scale.cameras):
@@ -122,10 +143,7 @@ def main() -> None:
     del dist, reranked
     _, seconds = timed(device, agglomerative, host, INTER_COUNT)
     report("inter linkage", seconds)
-    peak = {"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
-    if device.type == "cuda":
-        peak["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-    print(json.dumps({**common, "phase": "peak memory", **peak}), flush=True)
+    report_peak_memory()
 
 
 if __name__ == "__main__":

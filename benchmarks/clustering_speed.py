@@ -40,7 +40,7 @@ from measure import git_commit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from iics.affinity import inter_camera_distance  # noqa: E402
-from iics.cluster import agglomerative, count_for_camera, quantile_threshold  # noqa: E402
+from iics.cluster import agglomerative, count_for_camera  # noqa: E402
 from iics.features import cosine_distance  # noqa: E402
 from iics.rerank import k_reciprocal  # noqa: E402
 from iics.runtime import resolve_device  # noqa: E402
@@ -72,11 +72,6 @@ def make_inputs(scale: Scale, seed: int) -> tuple[torch.Tensor, torch.Tensor, np
     logits[torch.arange(scale.images), :, pids % INTRA_COUNT] += 6.0
     probabilities = torch.softmax(logits, dim=-1).reshape(scale.images, -1)
     return features, probabilities, cams.numpy()
-
-
-def quantile_cut(dist: np.ndarray, q: float) -> np.ndarray:
-    """The quantile cut as `iics.pseudo_labels.cluster_distances` makes it."""
-    return agglomerative(dist, threshold=quantile_threshold(dist, q))
 
 
 def timed(device: torch.device, fn, *args):
@@ -121,7 +116,7 @@ def main() -> None:
         if args.cut == "count":
             _, seconds = timed(device, agglomerative, host, INTER_COUNT)
         else:
-            _, seconds = timed(device, quantile_cut, host, INTER_QUANTILE)
+            _, seconds = timed(device, lambda d: agglomerative(d, quantile=INTER_QUANTILE), host)
         report(f"inter linkage (cosine distances, {args.cut} cut)", seconds)
         report_peak_memory()
         return

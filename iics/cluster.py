@@ -65,18 +65,22 @@ def _cut(Z: np.ndarray, n: int, apply: np.ndarray) -> np.ndarray:
     return _relabel(np.array([find(i) for i in range(n)], dtype=np.int64))
 
 
-def agglomerative(dist, n_clusters=None, threshold=None, linkage: str = "average") -> np.ndarray:
+def agglomerative(
+    dist, n_clusters=None, threshold=None, quantile=None, linkage: str = "average"
+) -> np.ndarray:
     """Cluster a precomputed ``n x n`` distance matrix; return int64 labels 0..K-1.
 
     Only the upper triangle (``dist[i, j]``, ``i < j``) is read, as scikit-learn's
     precomputed agglomerative clustering does, so a slightly asymmetric (re-ranked)
-    matrix is accepted. Give exactly one of ``n_clusters`` (apply the first
-    ``n - n_clusters`` merges) or ``threshold`` (apply every merge with height
-    ``< threshold``, scikit-learn's ``distance_threshold``). Labels are numbered in
-    order of first appearance.
+    matrix is accepted. Give exactly one cut: ``n_clusters`` (apply the first
+    ``n - n_clusters`` merges), ``threshold`` (apply every merge with height
+    ``< threshold``, scikit-learn's ``distance_threshold``) or ``quantile`` (the
+    threshold is ``quantile_threshold(dist, quantile)``, found in the condensed copy
+    the linkage reads instead of a second one). Labels are numbered in order of first
+    appearance.
     """
-    if (n_clusters is None) == (threshold is None):
-        raise ValueError("give exactly one of n_clusters or threshold")
+    if sum(cut is not None for cut in (n_clusters, threshold, quantile)) != 1:
+        raise ValueError("give exactly one of n_clusters, threshold or quantile")
     if linkage not in _LINKAGES:
         raise ValueError(f"linkage must be one of {_LINKAGES}, got {linkage!r}")
     d = _square(dist)
@@ -85,15 +89,19 @@ def agglomerative(dist, n_clusters=None, threshold=None, linkage: str = "average
         n_clusters = int(n_clusters)
         if not 1 <= n_clusters <= n:
             raise ValueError(f"n_clusters must be in [1, {n}], got {n_clusters}")
-    else:
+    elif threshold is not None:
         threshold = float(threshold)
         if np.isnan(threshold):
             raise ValueError("threshold must not be NaN")
+    else:
+        quantile = _checked_quantile(quantile)
     y = _upper_triangle(d)
     if not np.isfinite(y).all():
         raise ValueError("dist must contain only finite values above the diagonal")
     if n == 1:
         return np.zeros(1, dtype=np.int64)
+    if quantile is not None:
+        threshold = _condensed_quantile(y, quantile)
     Z = _scipy_linkage(y, method=linkage)
     if n_clusters is not None:
         apply = np.arange(n - 1) < n - n_clusters
@@ -104,16 +112,25 @@ def agglomerative(dist, n_clusters=None, threshold=None, linkage: str = "average
 
 def quantile_threshold(dist, q: float) -> float:
     """Value at position ``round(q * m)`` (clamped) of the sorted non-zero ``dist[i, j]``, ``i < j``."""
+    return _condensed_quantile(_upper_triangle(_square(dist)), _checked_quantile(q))
+
+
+def _checked_quantile(q) -> float:
     q = float(q)
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"q must be in [0, 1], got {q}")
-    y = _upper_triangle(_square(dist))
-    y = y[y != 0]
-    m = len(y)
+    return q
+
+
+def _condensed_quantile(y: np.ndarray, q: float) -> float:
+    """Value at position ``round(q * m)`` (clamped) of the sorted non-zero entries of ``y``."""
+    nonzero = y[y != 0]
+    m = len(nonzero)
     if m == 0:
         raise ValueError("dist has no non-zero entries above the diagonal")
     k = min(max(int(np.round(q * m)), 0), m - 1)
-    return float(np.partition(y, k)[k])
+    nonzero.partition(k)  # in place: np.partition would make another copy of m values
+    return float(nonzero[k])
 
 
 def count_for_camera(n_images: int, n_clusters: int) -> int:

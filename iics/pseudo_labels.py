@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from iics.affinity import inter_camera_distance
-from iics.cluster import agglomerative, count_for_camera, quantile_threshold
+from iics.cluster import agglomerative, count_for_camera
 from iics.features import cosine_distance
 from iics.rerank import k_reciprocal
 
@@ -59,8 +59,9 @@ def cluster_distances(dist: torch.Tensor, cut: ClusterCut, rerank: Reranking) ->
     reranked = reranked.cpu().numpy() if isinstance(reranked, torch.Tensor) else reranked
     if cut.method == "count":
         return agglomerative(reranked, n_clusters=count_for_camera(n, int(cut.value)))
-    threshold = quantile_threshold(reranked, cut.value) if cut.method == "quantile" else cut.value
-    return agglomerative(reranked, threshold=threshold)
+    if cut.method == "quantile":
+        return agglomerative(reranked, quantile=cut.value)
+    return agglomerative(reranked, threshold=cut.value)
 
 
 def intra_camera_labels(

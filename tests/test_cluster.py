@@ -91,6 +91,16 @@ def test_quantile_threshold_hand_made():
     assert quantile_threshold(d, 1.0) == pytest.approx(0.4)  # round(4) = 4, clamped to 3
 
 
+@pytest.mark.parametrize("q", [0.0, 0.05, 0.3, 1.0])
+def test_quantile_cut_is_the_threshold_cut_at_that_quantile(q):
+    d = random_symmetric(50, 5)
+    d[3, 4] = d[4, 3] = 0.0  # a zero distance, left out of the quantile
+    expected = agglomerative(d, threshold=quantile_threshold(d, q))
+    np.testing.assert_array_equal(agglomerative(d, quantile=q), expected)
+    if 0 < q < 1:
+        assert 1 < len(np.unique(expected)) < 50  # a cut that tells wrong thresholds apart
+
+
 def test_count_for_camera():
     assert count_for_camera(100, 30) == 30
     assert count_for_camera(30, 30) == 15
@@ -104,6 +114,12 @@ def test_errors():
         agglomerative(d)
     with pytest.raises(ValueError, match="exactly one"):
         agglomerative(d, n_clusters=2, threshold=0.5)
+    with pytest.raises(ValueError, match="exactly one"):
+        agglomerative(d, threshold=0.5, quantile=0.1)
+    with pytest.raises(ValueError, match="q must be"):
+        agglomerative(d, quantile=-0.1)
+    with pytest.raises(ValueError, match="non-zero"):
+        agglomerative(np.zeros((3, 3)), quantile=0.5)
     with pytest.raises(ValueError, match="n_clusters"):
         agglomerative(d, n_clusters=6)
     with pytest.raises(ValueError, match="n_clusters"):

@@ -5,20 +5,21 @@ classifier outputs), its re-ranking and its linkage.
     python benchmarks/clustering_speed.py --scale market1501   # 12,936 images, 6 cameras
     python benchmarks/clustering_speed.py --scale msmt17       # 32,621 images, 15 cameras
     python benchmarks/clustering_speed.py --scale small        # 3,000 images, 6 cameras (CPU)
-    python benchmarks/clustering_speed.py --linkage-only       # the host-side linkage alone
+    python benchmarks/clustering_speed.py --linkage-only       # the inter-camera linkage alone
     python benchmarks/clustering_speed.py --linkage-only --cut quantile   # ... cut at the paper's quantile
 
 Inputs are generated: L2-normalised 2048-d features of the dataset's number of identities (a
 centre per identity plus noise), and per camera a softmax over that camera's paper cluster count
 (600), peaked at the identity's cluster. The settings are the paper's (k1 20, k2 6, lambda 0.3,
-count cut: 600 per camera, 800 across). Re-ranking and the affinity run on the device
-(`--device`, default CUDA when present); the linkage always runs on the host. Prints one JSON
-line per phase; times on CUDA are taken after a synchronize. `--linkage-only` times just the
-inter-camera linkage, on the cosine distances of all images (the linkage's work depends on the
-matrix size: scipy's nearest-neighbour chain is O(n^2) whatever the values), for machines where
-re-ranking at this scale would take too long; `--cut quantile` cuts it at the paper's inter-camera
-quantile (0.0017) instead of the count, which also finds that quantile among the n^2 / 2
-distances. Each run ends with the process's peak host memory (and GPU memory on CUDA).
+count cut: 600 per camera, 800 across). Everything runs on the device (`--device`, default CUDA
+when present) as the pipeline runs it: on CUDA the linkage merges reciprocal-nearest pairs in
+parallel on the GPU, on a CPU it is scipy's nearest-neighbour chain. Prints one JSON line per
+phase; times on CUDA are taken after a synchronize. `--linkage-only` times just the inter-camera
+linkage, on the cosine distances of all images (the linkage's work depends mostly on the matrix
+size), for machines where re-ranking at this scale would take too long; `--cut quantile` cuts it
+at the paper's inter-camera quantile (0.0017) instead of the count, which also finds that
+quantile among the n^2 / 2 distances. Each run ends with the process's peak host memory (and GPU
+memory on CUDA).
 """
 from __future__ import annotations
 
@@ -112,11 +113,11 @@ def main() -> None:
         print(json.dumps({**common, "phase": "peak memory", **peak}), flush=True)
 
     if args.linkage_only:
-        host = cosine_distance(features).cpu().numpy()
+        dist = cosine_distance(features)
         if args.cut == "count":
-            _, seconds = timed(device, agglomerative, host, INTER_COUNT)
+            _, seconds = timed(device, agglomerative, dist, INTER_COUNT)
         else:
-            _, seconds = timed(device, lambda d: agglomerative(d, quantile=INTER_QUANTILE), host)
+            _, seconds = timed(device, lambda d: agglomerative(d, quantile=INTER_QUANTILE), dist)
         report(f"inter linkage (cosine distances, {args.cut} cut)", seconds)
         report_peak_memory()
         return
@@ -125,8 +126,7 @@ def main() -> None:
         members = torch.as_tensor(np.flatnonzero(cams == cam), device=device)
         reranked, seconds = timed(device, lambda f: k_reciprocal(cosine_distance(f)), features[members])
         rerank_s += seconds
-        host = reranked.cpu().numpy()
-        _, seconds = timed(device, agglomerative, host, count_for_camera(len(host), INTRA_COUNT))
+        _, seconds = timed(device, agglomerative, reranked, count_for_camera(len(reranked), INTRA_COUNT))
         linkage_s += seconds
     report("intra re-ranking (all cameras)", rerank_s)
     report("intra linkage (all cameras)", linkage_s)
@@ -134,9 +134,8 @@ def main() -> None:
     report("inter affinity (cosine + Jaccard)", seconds)
     reranked, seconds = timed(device, k_reciprocal, dist)
     report("inter re-ranking", seconds)
-    host = reranked.cpu().numpy()
-    del dist, reranked
-    _, seconds = timed(device, agglomerative, host, INTER_COUNT)
+    del dist
+    _, seconds = timed(device, agglomerative, reranked, INTER_COUNT)
     report("inter linkage", seconds)
     report_peak_memory()
 

@@ -1,12 +1,110 @@
-"""Agglomerative clustering of a precomputed distance matrix, cut by count or threshold."""
+"""Average-linkage agglomerative clustering of a precomputed distance matrix, cut by count,
+threshold or quantile.
+
+Where the matrix is a CUDA tensor the tree is built on the GPU by merging reciprocal-nearest
+pairs in parallel (`iics.reciprocal_linkage`); anywhere else by scipy's nearest-neighbour chain
+on the host, which is the faster of the two on a CPU. Both build the same tree, so the labels
+agree (tests compare them on random matrices).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 from scipy.cluster.hierarchy import linkage as _scipy_linkage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
-_LINKAGES = ("average", "complete", "single")
+from iics.reciprocal_linkage import average_linkage_merges
+
+
+def agglomerative(dist, n_clusters=None, threshold=None, quantile=None) -> np.ndarray:
+    """Cluster a precomputed ``n x n`` distance matrix; return int64 labels 0..K-1.
+
+    Only the upper triangle (``dist[i, j]``, ``i < j``) is read, as scikit-learn's
+    precomputed agglomerative clustering does, so a slightly asymmetric (re-ranked)
+    matrix is accepted. Give exactly one cut: ``n_clusters`` (apply the first
+    ``n - n_clusters`` merges), ``threshold`` (apply every merge with height
+    ``< threshold``, scikit-learn's ``distance_threshold``) or ``quantile`` (the
+    threshold is ``quantile_threshold(dist, quantile)``). Labels are numbered in order of
+    first appearance. A CUDA tensor is clustered on its GPU, anything else on the host.
+    """
+    if sum(cut is not None for cut in (n_clusters, threshold, quantile)) != 1:
+        raise ValueError("give exactly one of n_clusters, threshold or quantile")
+    if isinstance(dist, torch.Tensor):
+        dist = dist.detach()
+        _check_shape(dist.shape)
+    else:
+        dist = _square(dist)
+    n = dist.shape[0]
+    if n_clusters is not None:
+        n_clusters = int(n_clusters)
+        if not 1 <= n_clusters <= n:
+            raise ValueError(f"n_clusters must be in [1, {n}], got {n_clusters}")
+    elif threshold is not None:
+        threshold = float(threshold)
+        if np.isnan(threshold):
+            raise ValueError("threshold must not be NaN")
+    else:
+        quantile = _checked_quantile(quantile)
+    if isinstance(dist, torch.Tensor) and dist.is_cuda:
+        return _cut_on_device(dist, n_clusters, threshold, quantile)
+    return _cut_on_host(_square(dist), n_clusters, threshold, quantile)
+
+
+def quantile_threshold(dist, q: float) -> float:
+    """Value at position ``round(q * m)`` (clamped) of the sorted non-zero ``dist[i, j]``, ``i < j``."""
+    return _condensed_quantile(_upper_triangle(_square(dist)), _checked_quantile(q))
+
+
+def count_for_camera(n_images: int, n_clusters: int) -> int:
+    """Cluster count for one camera: ``n_clusters`` if ``n_images > n_clusters``, else ``max(1, n_images // 2)``."""
+    n_images, n_clusters = int(n_images), int(n_clusters)
+    return n_clusters if n_images > n_clusters else max(1, n_images // 2)
+
+
+def _cut_on_host(d: np.ndarray, n_clusters, threshold, quantile) -> np.ndarray:
+    n = d.shape[0]
+    y = _upper_triangle(d)
+    if not np.isfinite(y).all():
+        raise ValueError("dist must contain only finite values above the diagonal")
+    if n == 1:
+        return np.zeros(1, dtype=np.int64)
+    if quantile is not None:
+        threshold = _condensed_quantile(y, quantile)
+    Z = _scipy_linkage(y, method="average")  # merges sorted by height
+    a, b = _leaf_pairs(Z, n)
+    applied = np.arange(n - 1) < n - n_clusters if n_clusters is not None else Z[:, 2] < threshold
+    return _labels_from_merges(a[applied], b[applied], n)
+
+
+def _cut_on_device(d: torch.Tensor, n_clusters, threshold, quantile) -> np.ndarray:
+    n = d.shape[0]
+    if (~torch.isfinite(d)).triu_(diagonal=1).any():
+        raise ValueError("dist must contain only finite values above the diagonal")
+    if n == 1:
+        return np.zeros(1, dtype=np.int64)
+    if quantile is not None:
+        upper = d[torch.ones(n, n, dtype=torch.bool, device=d.device).triu_(diagonal=1)]
+        nonzero = upper[upper != 0].to(torch.float64)
+        del upper
+        k = _quantile_position(quantile, len(nonzero))
+        threshold = float(torch.kthvalue(nonzero, k + 1).values)
+        del nonzero
+    if n_clusters is not None:
+        a, b, height = average_linkage_merges(d)
+        applied = torch.sort(height, stable=True).indices[: n - n_clusters]
+        a, b = a[applied], b[applied]
+    else:
+        a, b, _ = average_linkage_merges(d, below=threshold)
+    return _labels_from_merges(a.cpu().numpy(), b.cpu().numpy(), n)
+
+
+def _check_shape(shape) -> None:
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f"dist must be a square 2-D matrix, got shape {tuple(shape)}")
+    if shape[0] == 0:
+        raise ValueError("dist must not be empty")
 
 
 def _square(dist) -> np.ndarray:
@@ -17,10 +115,7 @@ def _square(dist) -> np.ndarray:
     d = np.asarray(dist)
     if not np.issubdtype(d.dtype, np.floating):
         d = d.astype(np.float64)
-    if d.ndim != 2 or d.shape[0] != d.shape[1]:
-        raise ValueError(f"dist must be a square 2-D matrix, got shape {d.shape}")
-    if d.shape[0] == 0:
-        raise ValueError("dist must not be empty")
+    _check_shape(d.shape)
     return d
 
 
@@ -36,85 +131,6 @@ def _upper_triangle(d: np.ndarray) -> np.ndarray:
     return out
 
 
-def _relabel(roots: np.ndarray) -> np.ndarray:
-    """Map arbitrary ids to 0..K-1 in order of first appearance."""
-    _, first, inverse = np.unique(roots, return_index=True, return_inverse=True)
-    new = np.empty(len(first), dtype=np.int64)
-    new[np.argsort(first, kind="stable")] = np.arange(len(first), dtype=np.int64)
-    return new[inverse.reshape(-1)]
-
-
-def _cut(Z: np.ndarray, n: int, apply: np.ndarray) -> np.ndarray:
-    """Union-find over the leaves, applying merge ``r`` of ``Z`` where ``apply[r]``."""
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    rep = list(range(n)) + [0] * (n - 1)  # a leaf inside each tree node
-    left = Z[:, 0].astype(np.int64).tolist()
-    right = Z[:, 1].astype(np.int64).tolist()
-    for r, do in enumerate(apply.tolist()):
-        ra, rb = find(rep[left[r]]), find(rep[right[r]])
-        rep[n + r] = ra
-        if do and ra != rb:
-            parent[rb] = ra
-    return _relabel(np.array([find(i) for i in range(n)], dtype=np.int64))
-
-
-def agglomerative(
-    dist, n_clusters=None, threshold=None, quantile=None, linkage: str = "average"
-) -> np.ndarray:
-    """Cluster a precomputed ``n x n`` distance matrix; return int64 labels 0..K-1.
-
-    Only the upper triangle (``dist[i, j]``, ``i < j``) is read, as scikit-learn's
-    precomputed agglomerative clustering does, so a slightly asymmetric (re-ranked)
-    matrix is accepted. Give exactly one cut: ``n_clusters`` (apply the first
-    ``n - n_clusters`` merges), ``threshold`` (apply every merge with height
-    ``< threshold``, scikit-learn's ``distance_threshold``) or ``quantile`` (the
-    threshold is ``quantile_threshold(dist, quantile)``, found in the condensed copy
-    the linkage reads instead of a second one). Labels are numbered in order of first
-    appearance.
-    """
-    if sum(cut is not None for cut in (n_clusters, threshold, quantile)) != 1:
-        raise ValueError("give exactly one of n_clusters, threshold or quantile")
-    if linkage not in _LINKAGES:
-        raise ValueError(f"linkage must be one of {_LINKAGES}, got {linkage!r}")
-    d = _square(dist)
-    n = d.shape[0]
-    if n_clusters is not None:
-        n_clusters = int(n_clusters)
-        if not 1 <= n_clusters <= n:
-            raise ValueError(f"n_clusters must be in [1, {n}], got {n_clusters}")
-    elif threshold is not None:
-        threshold = float(threshold)
-        if np.isnan(threshold):
-            raise ValueError("threshold must not be NaN")
-    else:
-        quantile = _checked_quantile(quantile)
-    y = _upper_triangle(d)
-    if not np.isfinite(y).all():
-        raise ValueError("dist must contain only finite values above the diagonal")
-    if n == 1:
-        return np.zeros(1, dtype=np.int64)
-    if quantile is not None:
-        threshold = _condensed_quantile(y, quantile)
-    Z = _scipy_linkage(y, method=linkage)
-    if n_clusters is not None:
-        apply = np.arange(n - 1) < n - n_clusters
-    else:
-        apply = Z[:, 2] < threshold
-    return _cut(Z, n, apply)
-
-
-def quantile_threshold(dist, q: float) -> float:
-    """Value at position ``round(q * m)`` (clamped) of the sorted non-zero ``dist[i, j]``, ``i < j``."""
-    return _condensed_quantile(_upper_triangle(_square(dist)), _checked_quantile(q))
-
-
 def _checked_quantile(q) -> float:
     q = float(q)
     if not 0.0 <= q <= 1.0:
@@ -122,18 +138,35 @@ def _checked_quantile(q) -> float:
     return q
 
 
+def _quantile_position(q: float, m: int) -> int:
+    if m == 0:
+        raise ValueError("dist has no non-zero entries above the diagonal")
+    return min(max(int(np.round(q * m)), 0), m - 1)
+
+
 def _condensed_quantile(y: np.ndarray, q: float) -> float:
     """Value at position ``round(q * m)`` (clamped) of the sorted non-zero entries of ``y``."""
     nonzero = y[y != 0]
-    m = len(nonzero)
-    if m == 0:
-        raise ValueError("dist has no non-zero entries above the diagonal")
-    k = min(max(int(np.round(q * m)), 0), m - 1)
+    k = _quantile_position(q, len(nonzero))
     nonzero.partition(k)  # in place: np.partition would make another copy of m values
     return float(nonzero[k])
 
 
-def count_for_camera(n_images: int, n_clusters: int) -> int:
-    """Cluster count for one camera: ``n_clusters`` if ``n_images > n_clusters``, else ``max(1, n_images // 2)``."""
-    n_images, n_clusters = int(n_images), int(n_clusters)
-    return n_clusters if n_images > n_clusters else max(1, n_images // 2)
+def _leaf_pairs(Z: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each merge of a scipy linkage matrix, one leaf inside each of the two clusters it joins."""
+    leaf = np.concatenate([np.arange(n), np.empty(n - 1, dtype=np.int64)])
+    left = Z[:, 0].astype(np.int64)
+    right = Z[:, 1].astype(np.int64)
+    for r in range(n - 1):  # a node's leaf is its left child's, which is always an earlier node
+        leaf[n + r] = leaf[left[r]]
+    return leaf[left], leaf[right]
+
+
+def _labels_from_merges(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Connected components of the leaves joined by the applied merges, numbered in order of first appearance."""
+    edges = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
+    _, components = connected_components(edges, directed=False)
+    _, first, inverse = np.unique(components, return_index=True, return_inverse=True)
+    order = np.empty(len(first), dtype=np.int64)
+    order[np.argsort(first, kind="stable")] = np.arange(len(first), dtype=np.int64)
+    return order[inverse.reshape(-1)]

@@ -55,8 +55,7 @@ def cluster_distances(dist: torch.Tensor, cut: ClusterCut, rerank: Reranking) ->
     n = dist.shape[0]
     if n == 1:
         return np.zeros(1, dtype=np.int64)
-    reranked = k_reciprocal(dist, rerank.k1, rerank.k2, rerank.lambda_value)
-    reranked = reranked.cpu().numpy() if isinstance(reranked, torch.Tensor) else reranked
+    reranked = k_reciprocal(dist, rerank.k1, rerank.k2, rerank.lambda_value)  # on dist's device
     if cut.method == "count":
         return agglomerative(reranked, n_clusters=count_for_camera(n, int(cut.value)))
     if cut.method == "quantile":

@@ -41,7 +41,7 @@ def main() -> None:
                                 progress=show_progress()).to(device)
     probabilities = camera_head_probabilities(features, heads, device)
     mu_t = mu_schedule(params["inter"]["mu"], t, total)
-    # Affinity and re-ranking on the device too; only the linkage runs on the host.
+    # Affinity, re-ranking and (on CUDA) the linkage run on the device too.
     labels = inter_camera_labels(features, probabilities, camera_index, mu_t, inter_cut(params), reranking(params))
     np.save(labels_path, labels)
 

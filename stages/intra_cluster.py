@@ -22,7 +22,7 @@ def main() -> None:
     index = load_index(params)
     train = index.iloc[split_rows(index, "train")]
     cameras, camera_index = camera_positions(train["camid"].to_numpy())
-    device = resolve_device(params["device"])  # re-ranking runs there
+    device = resolve_device(params["device"])  # re-ranking and (on CUDA) the linkage run there
     features = torch.from_numpy(np.load(round_dir(args.round) / "features.npy")).to(device)
     labels = intra_camera_labels(features, camera_index, intra_cut(params), reranking(params))
     np.save(round_dir(args.round) / "intra_labels.npy", labels)

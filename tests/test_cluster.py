@@ -5,7 +5,8 @@ import pytest
 import torch
 from sklearn.cluster import AgglomerativeClustering
 
-from iics.cluster import agglomerative, count_for_camera, quantile_threshold
+from iics.cluster import _cut_on_device, _labels_from_merges, agglomerative, count_for_camera, quantile_threshold
+from iics.reciprocal_linkage import average_linkage_merges
 
 
 def random_symmetric(n, seed):
@@ -21,15 +22,16 @@ def same_partition(a, b):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("linkage", ["average", "complete", "single"])
-def test_threshold_matches_sklearn(seed, linkage):
+@pytest.mark.parametrize("quantile", [0.05, 0.2, 0.5])
+def test_threshold_matches_sklearn(seed, quantile):
     d = random_symmetric(40, seed)
-    thr = float(np.median(d))
-    labels = agglomerative(d, threshold=thr, linkage=linkage)
+    thr = float(np.quantile(d[np.triu_indices(40, 1)], quantile))
+    labels = agglomerative(d, threshold=thr)
     ref = AgglomerativeClustering(
-        n_clusters=None, metric="precomputed", linkage=linkage, distance_threshold=thr
+        n_clusters=None, metric="precomputed", linkage="average", distance_threshold=thr
     ).fit_predict(d)
     assert same_partition(labels, ref)
+    assert 1 < len(np.unique(labels)) < 40
 
 
 @pytest.mark.parametrize("k", [1, 5, 17, 40])
@@ -124,8 +126,6 @@ def test_errors():
         agglomerative(d, n_clusters=6)
     with pytest.raises(ValueError, match="n_clusters"):
         agglomerative(d, n_clusters=0)
-    with pytest.raises(ValueError, match="linkage"):
-        agglomerative(d, n_clusters=2, linkage="ward")
     with pytest.raises(ValueError, match="square"):
         agglomerative(np.zeros((2, 3)), n_clusters=1)
     bad = d.copy()
@@ -144,3 +144,66 @@ def test_float32_input_gives_the_float64_result_of_the_same_values():
         np.testing.assert_array_equal(agglomerative(d32, **cut), agglomerative(d32.astype(np.float64), **cut))
         np.testing.assert_array_equal(agglomerative(torch.from_numpy(d32), **cut), agglomerative(d32, **cut))
     assert quantile_threshold(d32, 0.1) == quantile_threshold(d32.astype(np.float64), 0.1)
+
+
+# The GPU path (reciprocal pairs merged in parallel, iics.reciprocal_linkage) run on CPU tensors:
+# the same tree as scipy's nearest-neighbour chain, hence the same labels for every cut.
+
+
+def clustered_distances(n, seed, asymmetric=False):
+    """Cosine distances of points around n // 8 centres: a tree with structure at every height."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(max(n // 8, 1), 16, generator=g)
+    x = torch.nn.functional.normalize(centres[torch.randint(0, len(centres), (n,), generator=g)]
+                                      + 0.6 * torch.randn(n, 16, generator=g), dim=1)
+    d = (1 - x @ x.T).clamp_min(0)
+    if asymmetric:  # the lower triangle must not be read
+        d = d + torch.rand(n, n, generator=g).tril(-1)
+    return d.float()
+
+
+def device_cut(d, **cut):
+    return _cut_on_device(d, **{"n_clusters": None, "threshold": None, "quantile": None, **cut})
+
+
+def test_parallel_reciprocal_merges_build_scipy_tree():
+    from scipy.cluster.hierarchy import linkage
+
+    for n, seed in [(2, 0), (3, 1), (57, 2), (300, 3)]:
+        d = clustered_distances(n, seed)
+        a, b, height = average_linkage_merges(d)
+        assert len(height) == n - 1 and height.dtype == torch.float64
+        condensed = d.double().numpy()[np.triu_indices(n, 1)]
+        np.testing.assert_allclose(np.sort(height.numpy()), linkage(condensed, "average")[:, 2], rtol=0, atol=1e-12)
+        assert (_labels_from_merges(a.numpy(), b.numpy(), n) == 0).all()  # the merges join every leaf
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("asymmetric", [False, True])
+def test_device_cut_equals_host_cut(seed, asymmetric):
+    d = clustered_distances(240, seed, asymmetric)
+    cuts = [{"n_clusters": k} for k in (1, 7, 30, 120, 240)]
+    cuts += [{"threshold": t} for t in (0.05, 0.2, 0.5)] + [{"quantile": q} for q in (0.0, 0.0017, 0.05, 1.0)]
+    for cut in cuts:
+        host = agglomerative(d, **cut)
+        np.testing.assert_array_equal(device_cut(d, **cut), host, err_msg=str(cut))
+        if "n_clusters" in cut:
+            assert len(np.unique(host)) == cut["n_clusters"]
+    assert len({len(np.unique(agglomerative(d, threshold=t))) for t in (0.05, 0.2, 0.5)}) == 3
+
+
+def test_device_cut_edge_cases():
+    np.testing.assert_array_equal(device_cut(torch.zeros(1, 1), n_clusters=1), [0])
+    d = torch.tensor([[0.0, 5.0, 0.1, 5.0], [5.0, 0.0, 5.0, 0.2], [0.1, 5.0, 0.0, 5.0], [5.0, 0.2, 5.0, 0.0]])
+    np.testing.assert_array_equal(device_cut(d, n_clusters=2), [0, 1, 0, 1])
+    np.testing.assert_array_equal(device_cut(d, threshold=0.2), [0, 1, 0, 2])  # strictly below
+    np.testing.assert_array_equal(device_cut(d, threshold=0.05), [0, 1, 2, 3])
+    bad = d.clone()
+    bad[0, 3] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        device_cut(bad, n_clusters=2)
+    bad = d.clone()
+    bad[3, 0] = float("inf")  # below the diagonal: never read
+    np.testing.assert_array_equal(device_cut(bad, n_clusters=2), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="non-zero"):
+        device_cut(torch.zeros(3, 3), quantile=0.5)

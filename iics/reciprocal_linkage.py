@@ -1,0 +1,83 @@
+"""Average linkage on a torch device, by merging every reciprocal-nearest pair at once.
+
+scipy's nearest-neighbour chain is a sequential loop over a condensed matrix on the host: at
+MSMT17 scale (32,621 images) it is the one clustering step that cannot use the GPU. Average
+linkage is reducible, so when two clusters are each other's nearest neighbours, merging them
+never brings any other cluster closer to anything; every such pair can therefore be merged in
+the same step, and the merges (pairs and heights) are those of the sequential algorithm. One step
+is a row-wise minimum and two gathers over the active square matrix, and the number of active
+clusters shrinks geometrically, so a full tree takes a few dozen steps of tensor operations
+instead of n - 1 iterations of a Python or C loop.
+
+Heights are computed in float64 with the same Lance-Williams update as scipy (the size-weighted
+mean of the two merged rows), so they agree with scipy's to rounding; where two heights tie
+exactly the order of those merges may differ. Memory: three float64 n x n matrices at the first
+step (the distances, the merged rows, the merged columns), 8.5 GB each at 32,621 images.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def average_linkage_merges(
+    dist: torch.Tensor, below: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The merges of average-linkage clustering of ``dist`` (upper triangle read), on its device.
+
+    Returns ``(a, b, height)``: merge ``r`` joins the cluster holding leaf ``a[r]`` with the one
+    holding leaf ``b[r]`` at ``height[r]`` (float64), in no particular order. Without ``below``
+    the tree is complete (n - 1 merges); with it, only the merges of height ``< below`` are
+    made, which are exactly the tree's merges below that height.
+    """
+    n = dist.shape[0]
+    device = dist.device
+    upper = torch.triu(dist.to(torch.float64), diagonal=1)
+    distances = upper + upper.T
+    del upper
+    sizes = torch.ones(n, dtype=torch.float64, device=device)
+    leaf = torch.arange(n, device=device)  # a leaf inside each active cluster
+    found_a, found_b, found_height = [], [], []
+    while distances.shape[0] > 1:
+        active = distances.shape[0]
+        slot = torch.arange(active, device=device)
+        distances.fill_diagonal_(float("inf"))
+        nearest_distance, nearest = distances.min(dim=1)
+        distances.fill_diagonal_(0.0)  # the weighted sums below would turn 0 * inf into NaN
+        # One row of each reciprocal pair (the lower slot), optionally only below the cut.
+        merging = (nearest[nearest] == slot) & (slot < nearest)
+        if below is not None:
+            merging &= nearest_distance < below
+        first = slot[merging]
+        if len(first) == 0:
+            if below is None:  # the closest pair (lowest indices among ties) is always reciprocal
+                raise RuntimeError("no reciprocal nearest pair among the remaining clusters")
+            break  # every remaining merge is at `below` or higher
+        second = nearest[first]
+        found_a.append(leaf[first])
+        found_b.append(leaf[second])
+        found_height.append(nearest_distance[first])
+        distances, sizes, leaf = _merge_pairs(distances, sizes, leaf, first, second)
+    if not found_a:
+        empty = torch.empty(0, dtype=torch.int64, device=device)
+        return empty, empty, torch.empty(0, dtype=torch.float64, device=device)
+    return torch.cat(found_a), torch.cat(found_b), torch.cat(found_height)
+
+
+def _merge_pairs(distances, sizes, leaf, first, second):
+    """Merge cluster ``second[i]`` into ``first[i]`` for every i; drop the ``second`` slots."""
+    active = distances.shape[0]
+    slot = torch.arange(active, device=distances.device)
+    partner = slot.clone()
+    partner[first] = second
+    merged_size = sizes.clone()
+    merged_size[first] = sizes[first] + sizes[second]
+    keep = torch.ones(active, dtype=torch.bool, device=distances.device)
+    keep[second] = False
+    kept = slot[keep]
+    other = partner[kept]  # the slot merged into each kept one (itself if none)
+    weight_self = torch.where(other == kept, 1.0, sizes[kept] / merged_size[kept])
+    weight_other = torch.where(other == kept, 0.0, sizes[other] / merged_size[kept])
+    rows = weight_self[:, None] * distances[kept] + weight_other[:, None] * distances[other]
+    del distances
+    merged = weight_self[None, :] * rows[:, kept] + weight_other[None, :] * rows[:, other]
+    return merged, merged_size[kept], leaf[kept]

@@ -11,8 +11,8 @@ instead of n - 1 iterations of a Python or C loop.
 
 Heights are computed in float64 with the same Lance-Williams update as scipy (the size-weighted
 mean of the two merged rows), so they agree with scipy's to rounding; where two heights tie
-exactly the order of those merges may differ. Memory: three float64 n x n matrices at the first
-step (the distances, the merged rows, the merged columns), 8.5 GB each at 32,621 images.
+exactly the order of those merges may differ. Memory: about two float64 n x n matrices at the
+first step (the distances and the merged rows), 8.5 GB each at 32,621 images.
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def average_linkage_merges(
     """
     n = dist.shape[0]
     device = dist.device
-    upper = torch.triu(dist.to(torch.float64), diagonal=1)
-    distances = upper + upper.T
+    upper = torch.ones(n, n, dtype=torch.bool, device=device).triu_(diagonal=1)
+    distances = torch.where(upper, dist, dist.T).to(torch.float64)  # the upper triangle, mirrored
     del upper
     sizes = torch.ones(n, dtype=torch.float64, device=device)
     leaf = torch.arange(n, device=device)  # a leaf inside each active cluster
@@ -56,28 +56,25 @@ def average_linkage_merges(
         found_a.append(leaf[first])
         found_b.append(leaf[second])
         found_height.append(nearest_distance[first])
-        distances, sizes, leaf = _merge_pairs(distances, sizes, leaf, first, second)
+
+        # Cluster second[i] joins first[i] (Lance-Williams: the size-weighted mean of the two
+        # rows, then of the two columns); the `second` slots are dropped.
+        merged_size = sizes[first] + sizes[second]
+        weight_first = sizes[first] / merged_size
+        weight_second = sizes[second] / merged_size
+        keep = torch.ones(active, dtype=torch.bool, device=device)
+        keep[second] = False
+        kept = slot[keep]
+        new_slot = torch.cumsum(keep, 0) - 1  # where each kept slot goes
+        rows = distances[kept]
+        rows[new_slot[first]] = weight_first[:, None] * distances[first] + weight_second[:, None] * distances[second]
+        del distances  # the largest matrix: free it before the column step allocates
+        distances = rows[:, kept]
+        distances[:, new_slot[first]] = rows[:, first] * weight_first + rows[:, second] * weight_second
+        del rows
+        sizes[first] = merged_size
+        sizes, leaf = sizes[kept], leaf[kept]
     if not found_a:
         empty = torch.empty(0, dtype=torch.int64, device=device)
         return empty, empty, torch.empty(0, dtype=torch.float64, device=device)
     return torch.cat(found_a), torch.cat(found_b), torch.cat(found_height)
-
-
-def _merge_pairs(distances, sizes, leaf, first, second):
-    """Merge cluster ``second[i]`` into ``first[i]`` for every i; drop the ``second`` slots."""
-    active = distances.shape[0]
-    slot = torch.arange(active, device=distances.device)
-    partner = slot.clone()
-    partner[first] = second
-    merged_size = sizes.clone()
-    merged_size[first] = sizes[first] + sizes[second]
-    keep = torch.ones(active, dtype=torch.bool, device=distances.device)
-    keep[second] = False
-    kept = slot[keep]
-    other = partner[kept]  # the slot merged into each kept one (itself if none)
-    weight_self = torch.where(other == kept, 1.0, sizes[kept] / merged_size[kept])
-    weight_other = torch.where(other == kept, 0.0, sizes[other] / merged_size[kept])
-    rows = weight_self[:, None] * distances[kept] + weight_other[:, None] * distances[other]
-    del distances
-    merged = weight_self[None, :] * rows[:, kept] + weight_other[None, :] * rows[:, other]
-    return merged, merged_size[kept], leaf[kept]

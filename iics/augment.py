@@ -5,12 +5,21 @@ on whatever device they are on, for a whole batch at once (no per-image Python w
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # The reference fills erased rectangles with these constants in the normalised space.
 ERASE_FILL = (0.4914, 0.4822, 0.4465)
+
+
+@functools.lru_cache(maxsize=None)
+def _channel_constant(values: tuple[float, float, float], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A (1, 3, 1, 1) tensor of per-channel constants, made once per device: building it on every
+    batch would be a blocking host-to-GPU copy, which stalls the CPU until the GPU catches up."""
+    return torch.tensor(values, dtype=dtype).view(1, 3, 1, 1).to(device)
 
 
 def to_chw(images: torch.Tensor) -> torch.Tensor:
@@ -20,8 +29,8 @@ def to_chw(images: torch.Tensor) -> torch.Tensor:
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 3, H, W) -> float (N, 3, H, W) scaled to [0, 1] and ImageNet-normalised."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    mean = _channel_constant(IMAGENET_MEAN, x.device, torch.float32)
+    std = _channel_constant(IMAGENET_STD, x.device, torch.float32)
     return (x.float() / 255.0 - mean) / std
 
 
@@ -86,7 +95,7 @@ def random_erasing(
         & (xs >= left.view(n, 1, 1)) & (xs < (left + ew).view(n, 1, 1))
         & apply.view(n, 1, 1)
     )
-    fill = torch.tensor(ERASE_FILL, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    fill = _channel_constant(ERASE_FILL, x.device, x.dtype)
     return torch.where(inside.unsqueeze(1), fill, x)
 
 

@@ -15,7 +15,8 @@ def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: flo
     same = labels.view(-1, 1) == labels.view(1, -1)
     hardest_positive = torch.where(same, dist, torch.zeros_like(dist)).max(dim=1).values
     hardest_negative = torch.where(same, torch.full_like(dist, float("inf")), dist).min(dim=1).values
+    # Anchors without a negative have hardest_negative = inf, so relu(...) = 0 for them; they are
+    # left out of the mean by count. No data-dependent branch: the loss never waits for the GPU.
     valid = torch.isfinite(hardest_negative)
-    if not valid.any():
-        return features.sum() * 0.0
-    return torch.relu(hardest_positive[valid] - hardest_negative[valid] + margin).mean()
+    per_anchor = torch.relu(hardest_positive - hardest_negative + margin)
+    return per_anchor.sum() / valid.sum().clamp(min=1)

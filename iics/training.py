@@ -82,12 +82,13 @@ def train_intra_camera(
     sgd = optimizer.build(backbone, heads)
     epoch_losses = []
     for epoch in range(epochs):
-        iterations = per_camera_batches(camera_index, batch_per_camera, rng)
+        # The epoch's indices, (iterations, cameras, batch), copied to the device at once: a copy
+        # per batch would block the CPU until the GPU finished the previous step.
+        iterations = torch.as_tensor(np.array(per_camera_batches(camera_index, batch_per_camera, rng)), device=device)
         total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
         for batch in tqdm(iterations, desc=f"intra epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
             loss = 0.0
-            for head, idx in zip(heads, batch):
-                idx_t = torch.as_tensor(idx, device=device)
+            for head, idx_t in zip(heads, batch):
                 x = train_transform(pixels[idx_t], generator, augment.pad, augment.flip_p, augment.erasing_p)
                 with compute_context(device, bf16):
                     logits = head(backbone(place_batch(x, bf16)))
@@ -129,10 +130,9 @@ def train_inter_camera(
     sgd = optimizer.build(backbone, [head])
     epoch_losses = []
     for epoch in range(epochs):
-        batches = pk_batches(labels, ids_per_batch, images_per_id, rng)
+        batches = torch.as_tensor(np.stack(pk_batches(labels, ids_per_batch, images_per_id, rng)), device=device)
         total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
-        for idx in tqdm(batches, desc=f"inter epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
-            idx_t = torch.as_tensor(idx, device=device)
+        for idx_t in tqdm(batches, desc=f"inter epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
             x = train_transform(pixels[idx_t], generator, augment.pad, augment.flip_p, augment.erasing_p)
             with compute_context(device, bf16):
                 features = backbone(place_batch(x, bf16))

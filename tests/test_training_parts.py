@@ -18,6 +18,14 @@ def test_batch_hard_triplet_matches_loop_reference():
     assert torch.allclose(batch_hard_triplet(features, labels, 0.3), torch.stack(expected).mean(), atol=1e-5)
 
 
+
+def test_batch_hard_triplet_without_negatives_is_zero_with_finite_gradients():
+    features = torch.randn(6, 4, requires_grad=True)
+    loss = batch_hard_triplet(features, torch.zeros(6, dtype=torch.long), 0.3)  # one identity: no negative
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(features.grad).all()
+
+
 def test_per_camera_batches_cover_smallest_camera_once():
     camids = np.array([0] * 20 + [1] * 9 + [2] * 17)
     batches = per_camera_batches(camids, 4, np.random.default_rng(0))

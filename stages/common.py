@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import yaml
 
 from iics.image_cache import load_image_cache
@@ -43,8 +42,8 @@ def prepared_dir(params: dict) -> Path:
     return dataset_dir(params) / "prepared"
 
 
-def load_index(params: dict) -> pd.DataFrame:
-    """The prepared index.csv of the configured dataset (written by `extract`)."""
+def load_index(params: dict) -> dict[str, np.ndarray]:
+    """The prepared index.csv of the configured dataset (written by `extract`), one array per column."""
     return read_index(prepared_dir(params) / "index.csv")
 
 

@@ -31,7 +31,7 @@ def main() -> None:
     batch = params["features"]["batch_size"]
     q = extract_features(backbone, images[query], device, batch, bf16=bf16, progress=show_progress(), desc="query")
     g = extract_features(backbone, images[gallery], device, batch, bf16=bf16, progress=show_progress(), desc="gallery")
-    pids, cams = index["pid"].to_numpy(), index["camid"].to_numpy()
+    pids, cams = index["pid"], index["camid"]
     scores = evaluate(cosine_distance(q, g), pids[query], pids[gallery], cams[query], cams[gallery])
     scores = {"evaluated": True, **{k: round(float(v), 2) for k, v in scores.items()}}
     write_json(round_metrics_dir(args.round) / "eval.json", scores)

@@ -32,7 +32,7 @@ def main() -> None:
     device, bf16 = device_and_precision(params)
     index = load_index(params)
     train = split_rows(index, "train")
-    _, camera_index = camera_positions(index["camid"].to_numpy()[train])
+    _, camera_index = camera_positions(index["camid"][train])
     images = load_images(params)[train]
     model_path = round_dir(args.round) / "intra_model.pt"
     backbone, _ = load_backbone(model_path, params["model"]["backbone"])
@@ -47,7 +47,7 @@ def main() -> None:
 
     quality = {"num_clusters": int(labels.max() + 1)}
     if has_train_identities(index):  # diagnostics only: ground-truth ids never reach training
-        quality = pseudo_label_quality(labels, index["pid"].to_numpy()[train])
+        quality = pseudo_label_quality(labels, index["pid"][train])
     write_json(metrics_path, {"enabled": True, "mu_t": mu_t, **quality})
     nmi = f", NMI {quality['nmi']:.3f}" if "nmi" in quality else ""
     print(f"inter_affinity {args.round}: {quality['num_clusters']} clusters{nmi}, mu_t {mu_t:.4f}")

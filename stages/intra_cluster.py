@@ -20,8 +20,8 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     index = load_index(params)
-    train = index.iloc[split_rows(index, "train")]
-    cameras, camera_index = camera_positions(train["camid"].to_numpy())
+    train = split_rows(index, "train")
+    cameras, camera_index = camera_positions(index["camid"][train])
     device = resolve_device(params["device"])  # re-ranking and (on CUDA) the linkage run there
     features = torch.from_numpy(np.load(round_dir(args.round) / "features.npy")).to(device)
     labels = intra_camera_labels(features, camera_index, intra_cut(params), reranking(params))
@@ -31,7 +31,8 @@ def main() -> None:
     quality = {}
     if has_train_identities(index):  # diagnostics only: ground-truth ids never reach training
         combined_pred = camera_index * (labels.max() + 1) + labels
-        combined_true = camera_index * (train["pid"].max() + 1) + train["pid"].to_numpy()
+        train_pids = index["pid"][train]
+        combined_true = camera_index * (train_pids.max() + 1) + train_pids
         quality = pseudo_label_quality(combined_pred, combined_true)
     write_json(round_metrics_dir(args.round) / "intra.json", {"clusters_per_camera": per_camera, **quality})
     nmi = f", NMI {quality['nmi']:.3f}" if quality else " (no train identities: no NMI)"

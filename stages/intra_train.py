@@ -27,7 +27,7 @@ def main() -> None:
     device, bf16 = device_and_precision(params)
     index = load_index(params)
     train = split_rows(index, "train")
-    _, camera_index = camera_positions(index["camid"].to_numpy()[train])
+    _, camera_index = camera_positions(index["camid"][train])
     labels = np.load(round_dir(args.round) / "intra_labels.npy")
     images = load_images(params)[train]
 

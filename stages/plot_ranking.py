@@ -30,7 +30,7 @@ def main() -> None:
     device, bf16 = device_and_precision(params)
     images = load_images(params)
     query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
-    pids, cams = index["pid"].to_numpy(), index["camid"].to_numpy()
+    pids, cams = index["pid"], index["camid"]
     chosen = choose_queries(pids[query], cams[query], pids[gallery], cams[gallery],
                             settings["ranking_queries"], settings["seed"])
     shown = query[chosen]

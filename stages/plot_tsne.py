@@ -24,7 +24,7 @@ def main() -> None:
     device, bf16 = device_and_precision(params)
     index = load_index(params)
     train = split_rows(index, "train")
-    pids = index["pid"].to_numpy()[train]
+    pids = index["pid"][train]
     rows = train[sample_for_tsne(pids, settings["tsne_identities"], settings["tsne_max_images"], settings["seed"])]
     images = load_images(params)[rows]
     maps = []
@@ -34,7 +34,7 @@ def main() -> None:
                                     bf16=bf16, progress=show_progress(), desc=f"features {round_id}")
         maps.append(tsne_2d(l2_normalize(features).numpy(), settings["seed"]))
     titles = (f"train features, {args.first} (before training)", f"train features, after {args.last}")
-    save_tsne(maps[0], maps[1], index["pid"].to_numpy()[rows], index["camid"].to_numpy()[rows], titles,
+    save_tsne(maps[0], maps[1], index["pid"][rows], index["camid"][rows], titles,
               ROOT / "plots" / "tsne.png")
     print(f"plot_tsne: {len(rows)} train images -> plots/tsne.png")
 

@@ -3,7 +3,15 @@ import pytest
 import torch
 
 from iics.checkpoint import load_backbone, load_heads, save_backbone
-from iics.index import camera_positions, read_index
+from iics.index import (
+    camera_positions,
+    has_evaluation_split,
+    has_train_identities,
+    index_table,
+    read_index,
+    split_rows,
+    write_index,
+)
 from iics.models import ClassifierHead, build_backbone
 from iics.pseudo_labels import ClusterCut, Reranking, inter_camera_labels, intra_camera_labels
 
@@ -81,3 +89,26 @@ def test_index_validation(tmp_path):
         read_index(path)
     cameras, positions = camera_positions(np.array([3, 1, 3, 6]))
     assert list(cameras) == [1, 3, 6] and list(positions) == [1, 0, 1, 2]
+    path.write_text("image,pid,camid,split\na.jpg,one,1,train\n")
+    with pytest.raises(ValueError, match="column pid must hold integers"):
+        read_index(path)
+    path.write_text("image,pid,camid,split\na.jpg,1,1,train\nb.jpg,2,1\n")
+    with pytest.raises(ValueError, match="line 3"):
+        read_index(path)
+
+
+@pytest.mark.parametrize("query_pids", [(5, 6), (5, -1)])
+def test_read_index_round_trip_and_helpers_on_both_forms(tmp_path, query_pids):
+    rows = [("c/b, x.jpg", 2, 1, "gallery"), ("a.jpg", 1, 3, "train"), ("q.jpg", query_pids[0], 1, "query"),
+            ("t.jpg", -1, 2, "train"), ("q2.jpg", query_pids[1], 2, "query"), ("g.jpg", 0, 3, "gallery")]
+    frame = index_table(rows, sort_by_image=False)
+    write_index(frame, tmp_path / "index.csv")
+    arrays = read_index(tmp_path / "index.csv")
+    assert arrays["pid"].dtype == np.int64 and arrays["camid"].dtype == np.int64
+    for column in ("image", "pid", "camid", "split"):
+        assert arrays[column].tolist() == frame[column].tolist()
+    assert arrays["image"].tolist()[0] == "a.jpg" and "c/b, x.jpg" in arrays["image"].tolist()  # quoted comma
+    for split in ("train", "query", "gallery"):
+        np.testing.assert_array_equal(split_rows(arrays, split), split_rows(frame, split))
+    assert has_evaluation_split(arrays) == has_evaluation_split(frame) == (query_pids[1] >= 0)
+    assert has_train_identities(arrays) is has_train_identities(frame) is False  # t.jpg has no identity

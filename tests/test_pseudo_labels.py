@@ -79,22 +79,22 @@ def test_checkpoint_round_trip_with_heads(tmp_path):
         load_backbone(tmp_path / "missing.pt")
 
 
-def test_index_validation(tmp_path):
+@pytest.mark.parametrize("content, message", [
+    ("image,pid,camid\na.jpg,1,1\n", "missing columns"),
+    ("image,pid,camid,split\na.jpg,1,1,val\n", "unknown split"),
+    ("image,pid,camid,split\na.jpg,one,1,train\n", "column pid must hold integers"),
+    ("image,pid,camid,split\na.jpg,1,1,train\nb.jpg,2,1\n", "line 3"),
+])
+def test_index_validation(tmp_path, content, message):
     path = tmp_path / "index.csv"
-    path.write_text("image,pid,camid\na.jpg,1,1\n")
-    with pytest.raises(ValueError, match="missing columns"):
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
         read_index(path)
-    path.write_text("image,pid,camid,split\na.jpg,1,1,val\n")
-    with pytest.raises(ValueError, match="unknown split"):
-        read_index(path)
+
+
+def test_camera_positions():
     cameras, positions = camera_positions(np.array([3, 1, 3, 6]))
     assert list(cameras) == [1, 3, 6] and list(positions) == [1, 0, 1, 2]
-    path.write_text("image,pid,camid,split\na.jpg,one,1,train\n")
-    with pytest.raises(ValueError, match="column pid must hold integers"):
-        read_index(path)
-    path.write_text("image,pid,camid,split\na.jpg,1,1,train\nb.jpg,2,1\n")
-    with pytest.raises(ValueError, match="line 3"):
-        read_index(path)
 
 
 @pytest.mark.parametrize("query_pids", [(5, 6), (5, -1)])

@@ -28,7 +28,8 @@ def agglomerative(dist, n_clusters=None, threshold=None, quantile=None) -> np.nd
     """
     if sum(cut is not None for cut in (n_clusters, threshold, quantile)) != 1:
         raise ValueError("give exactly one of n_clusters, threshold or quantile")
-    if isinstance(dist, torch.Tensor):
+    on_device = isinstance(dist, torch.Tensor) and dist.is_cuda
+    if on_device:
         dist = dist.detach()
         _check_shape(dist.shape)
     else:
@@ -44,9 +45,9 @@ def agglomerative(dist, n_clusters=None, threshold=None, quantile=None) -> np.nd
             raise ValueError("threshold must not be NaN")
     else:
         quantile = _checked_quantile(quantile)
-    if isinstance(dist, torch.Tensor) and dist.is_cuda:
+    if on_device:
         return _cut_on_device(dist, n_clusters, threshold, quantile)
-    return _cut_on_host(_square(dist), n_clusters, threshold, quantile)
+    return _cut_on_host(dist, n_clusters, threshold, quantile)
 
 
 def quantile_threshold(dist, q: float) -> float:

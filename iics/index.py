@@ -32,9 +32,9 @@ def read_index(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if missing:
         raise ValueError(f"{path}: missing columns {missing}; expected {list(COLUMNS)}")
     position = {name: header.index(name) for name in COLUMNS}
-    if any(len(row) != len(header) for row in rows):
-        line = next(i for i, row in enumerate(rows, start=2) if len(row) != len(header))
-        raise ValueError(f"{path}: line {line} has a different number of fields than the header")
+    ragged = next((line for line, row in enumerate(rows, start=2) if len(row) != len(header)), None)
+    if ragged is not None:
+        raise ValueError(f"{path}: line {ragged} has a different number of fields than the header")
     columns = {name: [row[position[name]] for row in rows] for name in COLUMNS}
     index = {"image": np.array(columns["image"], dtype=str), "split": np.array(columns["split"], dtype=str)}
     for name in ("pid", "camid"):

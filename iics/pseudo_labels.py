@@ -10,8 +10,6 @@ The cut is one of three methods:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
@@ -19,35 +17,7 @@ from iics.affinity import inter_camera_distance
 from iics.cluster import agglomerative, count_for_camera
 from iics.features import cosine_distance
 from iics.rerank import k_reciprocal
-
-METHODS = ("count", "quantile", "threshold")
-
-
-@dataclass(frozen=True)
-class ClusterCut:
-    """How to cut the tree: `method` in METHODS and its `value` (count, quantile or distance)."""
-
-    method: str
-    value: float
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"clustering method {self.method!r} is not one of {', '.join(METHODS)}")
-        if self.method == "count" and (self.value < 1 or int(self.value) != self.value):
-            raise ValueError(f"count cut needs a positive integer, got {self.value!r}")
-        if self.method == "quantile" and not 0 < self.value < 1:
-            raise ValueError(f"quantile cut needs 0 < q < 1, got {self.value!r}")
-        if self.method == "threshold" and self.value <= 0:
-            raise ValueError(f"threshold cut needs a positive distance, got {self.value!r}")
-
-
-@dataclass(frozen=True)
-class Reranking:
-    """k-reciprocal re-ranking settings."""
-
-    k1: int = 20
-    k2: int = 6
-    lambda_value: float = 0.3
+from iics.settings import ClusterCut, Reranking
 
 
 def cluster_distances(dist: torch.Tensor, cut: ClusterCut, rerank: Reranking) -> np.ndarray:

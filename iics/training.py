@@ -2,8 +2,6 @@
 batches, cross-entropy + batch-hard triplet)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
@@ -13,33 +11,7 @@ from iics.augment import train_transform
 from iics.losses import batch_hard_triplet
 from iics.runtime import compute_context, make_generator, place_batch, place_model
 from iics.sampling import per_camera_batches, pk_batches
-
-
-@dataclass(frozen=True)
-class Optimizer:
-    """SGD settings: heads use `lr`, the backbone `lr * backbone_lr_scale`."""
-
-    lr: float
-    backbone_lr_scale: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-
-    def build(self, backbone: nn.Module, heads: list[nn.Module]) -> torch.optim.SGD:
-        head_params = [p for h in heads for p in h.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in backbone.parameters() if p.requires_grad], "lr": self.lr * self.backbone_lr_scale},
-            {"params": head_params, "lr": self.lr},
-        ]
-        return torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Training augmentation settings (see iics.augment.train_transform)."""
-
-    pad: int = 10
-    flip_p: float = 0.5
-    erasing_p: float = 0.5
+from iics.settings import Augment, Optimizer
 
 
 def _as_device_images(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:

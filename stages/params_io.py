@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from iics.pseudo_labels import ClusterCut, Reranking
 from iics.runtime import resolve_device, resolve_precision
-from iics.training import Augment, Optimizer
+from iics.settings import Augment, ClusterCut, Optimizer, Reranking
 
 
 def _cut(params: dict, stage: str) -> ClusterCut:

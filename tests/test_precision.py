@@ -10,7 +10,8 @@ from iics.features import extract_features
 from iics.models import ClassifierHead, build_backbone
 from iics.models.aibn import AIBN2d
 from iics.runtime import compute_context, resolve_precision
-from iics.training import Augment, Optimizer, train_inter_camera, train_intra_camera
+from iics.settings import Augment, Optimizer
+from iics.training import train_inter_camera, train_intra_camera
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stages"))
 from params_io import device_and_precision  # noqa: E402

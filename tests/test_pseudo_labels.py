@@ -13,7 +13,8 @@ from iics.index import (
     write_index,
 )
 from iics.models import ClassifierHead, build_backbone
-from iics.pseudo_labels import ClusterCut, Reranking, inter_camera_labels, intra_camera_labels
+from iics.pseudo_labels import inter_camera_labels, intra_camera_labels
+from iics.settings import ClusterCut, Reranking
 
 
 def blobs(num_ids=6, per_id=5, dim=16, noise=0.05, seed=0):

@@ -1,7 +1,7 @@
 """The project files a stage script imports are DVC dependencies of that stage: its helper scripts
-(`stages/common.py`, `stages/params_io.py`) and every `iics` module the script or those helpers
-import. Otherwise `dvc repro` would reuse outputs that the changed code would no longer produce.
-(Imports inside `iics` itself, e.g. pseudo_labels -> cluster, are listed in dvc.yaml by hand.)"""
+(`stages/common.py`, `stages/params_io.py`) and every `iics` module it imports, directly or through
+a helper or another `iics` module (pseudo_labels -> cluster -> reciprocal_linkage). Otherwise
+`dvc repro` would reuse outputs that the changed code would no longer produce."""
 from __future__ import annotations
 
 import ast
@@ -48,13 +48,15 @@ def imported_files(path: Path) -> set[Path]:
 
 
 def stage_imports(script: Path) -> set[Path]:
-    """The helper scripts the stage script imports, and the iics modules it and they import."""
-    direct = imported_files(script)
-    helpers = {path for path in direct if path.parent == REPO / "stages"}
-    found = set(direct)
-    for helper in helpers:
-        found |= {path for path in imported_files(helper) if path.parent != REPO / "stages"}
-    return {path for path in found if path.name != "__init__.py" or path.parent != REPO / "iics"}
+    """Every project file the stage script imports, directly or through other project files."""
+    found: set[Path] = set()
+    pending = [script]
+    while pending:
+        for path in imported_files(pending.pop()):
+            if path not in found:
+                found.add(path)
+                pending.append(path)
+    return {path for path in found if path != REPO / "iics" / "__init__.py"}
 
 
 def covered(path: Path, deps: list[str]) -> bool:
@@ -62,15 +64,35 @@ def covered(path: Path, deps: list[str]) -> bool:
     return any(relative == dep or relative.startswith(dep.rstrip("/") + "/") for dep in deps)
 
 
+def stage_code(stage: dict) -> tuple[Path, list[str], set[Path]]:
+    """A stage's script, its code deps (under iics/ and stages/) and the project files it imports."""
+    body = stage.get("do", stage)
+    script = REPO / body["cmd"].split()[1]
+    code_deps = [str(dep) for dep in body.get("deps", []) if str(dep).startswith(("iics/", "stages/"))]
+    return script, code_deps, stage_imports(script)
+
+
+def dvc_stages() -> dict:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
 def test_every_imported_project_file_is_a_stage_dependency():
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     missing = {}
-    for name, stage in stages.items():
-        body = stage.get("do", stage)
-        script = REPO / body["cmd"].split()[1]
-        deps = [str(dep) for dep in body.get("deps", [])]
+    for name, stage in dvc_stages().items():
+        script, deps, imports = stage_code(stage)
         assert covered(script, deps), f"{name}: its own script {script.name} is not a dependency"
-        lacking = sorted(p.relative_to(REPO).as_posix() for p in stage_imports(script) if not covered(p, deps))
+        lacking = sorted(p.relative_to(REPO).as_posix() for p in imports if not covered(p, deps))
         if lacking:
             missing[name] = lacking
     assert not missing, f"stages import project files that are not in their deps: {missing}"
+
+
+def test_no_stage_depends_on_code_it_does_not_import():
+    """An unused code dep would rerun the stage (for every round) when unrelated code changes."""
+    unused = {}
+    for name, stage in dvc_stages().items():
+        script, deps, imports = stage_code(stage)
+        extra = [dep for dep in deps if not any(covered(path, [dep]) for path in imports | {script})]
+        if extra:
+            unused[name] = extra
+    assert not unused, f"stages depend on code they do not import: {unused}"

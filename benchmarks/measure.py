@@ -29,7 +29,17 @@ def measured(args: list, cwd: str | os.PathLike, env: dict) -> dict:
     return report
 
 
+# Files a benchmark may rewrite while it runs (its own output) or that cannot change a measurement.
+NOT_CODE = (":(exclude)benchmarks/results", ":(exclude)*.md")
+
+
 def git_commit(repo: str | os.PathLike) -> str | None:
-    """`git describe --always --dirty` of the checkout at `repo`; None outside a git checkout."""
-    result = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=repo, capture_output=True, text=True)
-    return result.stdout.strip() or None
+    """The short commit of the checkout at `repo`, with "-dirty" when files other than recorded
+    results and Markdown differ from it (`... > benchmarks/results/x.jsonl` empties a tracked file
+    before the benchmark asks); None outside a git checkout."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
+    if head.returncode != 0:
+        return None
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_CODE],
+                             cwd=repo, capture_output=True, text=True, check=True)
+    return head.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")

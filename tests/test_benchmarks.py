@@ -1,6 +1,8 @@
-"""The benchmark's synthetic data plan matches the dataset sizes it claims to stand for."""
+"""Benchmark helpers: the synthetic data plans match the dataset sizes they claim to stand for, the
+seed summary, and the commit a result is recorded at."""
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,3 +50,27 @@ def test_clustering_speed_inputs_have_the_claimed_shape():
     assert probabilities.shape == (50, 3 * clustering_speed.INTRA_COUNT)
     torch.testing.assert_close(probabilities.sum(dim=1), torch.full((50,), 3.0))
     assert set(cams.tolist()) <= {0, 1, 2} and len(cams) == 50
+
+
+def test_git_commit_is_dirty_only_for_code_changes(tmp_path):
+    from measure import git_commit
+
+    assert git_commit(tmp_path) is None
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    files = {"code.py": "x = 1\n", "NOTES.md": "a\n", "benchmarks/results/speed.jsonl": "{}\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / "benchmarks" / "results" / "speed.jsonl").write_text("")  # what `> speed.jsonl` does
+    (tmp_path / "NOTES.md").write_text("b\n")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == head + "-dirty"

@@ -29,13 +29,14 @@ def measured(args: list, cwd: str | os.PathLike, env: dict) -> dict:
     return report
 
 
-# Files a benchmark may rewrite while it runs (its own output) or that cannot change a measurement.
-NOT_CODE = (":(exclude)benchmarks/results", ":(exclude)*.md")
+# Files a benchmark (or a dvc repro beside it) may rewrite while it runs, or that cannot change a
+# measurement: recorded results, Markdown, dvc.lock.
+NOT_CODE = (":(exclude)benchmarks/results", ":(exclude)*.md", ":(exclude)dvc.lock")
 
 
 def git_commit(repo: str | os.PathLike) -> str | None:
-    """The short commit of the checkout at `repo`, with "-dirty" when files other than recorded
-    results and Markdown differ from it (`... > benchmarks/results/x.jsonl` empties a tracked file
+    """The short commit of the checkout at `repo`, with "-dirty" when files other than NOT_CODE
+    differ from it (`... > benchmarks/results/x.jsonl` empties a tracked file
     before the benchmark asks); None outside a git checkout."""
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
     if head.returncode != 0:

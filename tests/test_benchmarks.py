@@ -61,7 +61,7 @@ def test_git_commit_is_dirty_only_for_code_changes(tmp_path):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
 
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
-    files = {"code.py": "x = 1\n", "NOTES.md": "a\n", "benchmarks/results/speed.jsonl": "{}\n"}
+    files = {"code.py": "x = 1\n", "NOTES.md": "a\n", "dvc.lock": "a\n", "benchmarks/results/speed.jsonl": "{}\n"}
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     git("init", "-q")
@@ -71,6 +71,7 @@ def test_git_commit_is_dirty_only_for_code_changes(tmp_path):
                           text=True).stdout.strip()
     (tmp_path / "benchmarks" / "results" / "speed.jsonl").write_text("")  # what `> speed.jsonl` does
     (tmp_path / "NOTES.md").write_text("b\n")
+    (tmp_path / "dvc.lock").write_text("b\n")
     assert git_commit(tmp_path) == head
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == head + "-dirty"

@@ -1,7 +1,8 @@
-"""Benchmark helpers: the synthetic data plans match the dataset sizes they claim to stand for, the
-seed summary, and the commit a result is recorded at."""
+"""The benchmarks: their synthetic data plans match the dataset sizes they claim to stand for, the
+seed summary, the commit a result is recorded at, and round_speed.py runs a round end to end."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,19 @@ def test_git_commit_is_dirty_only_for_code_changes(tmp_path):
     assert git_commit(tmp_path) == head
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == head + "-dirty"
+
+
+def test_round_speed_runs_a_whole_round_on_the_cpu(tmp_path):
+    """The GPU benchmark end to end at toy scale: a stage whose arguments or outputs drifted from
+    what round_speed.py calls would otherwise only show once a GPU is lent."""
+    command = [sys.executable, str(Path(round_speed.__file__)), "--scale", "tiny", "--workdir", str(tmp_path),
+               "--set", "intra.epochs=1", "--set", "inter.epochs=1"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["stage"] for row in rows] == [stage for stage, _ in round_speed.ROUND] + ["round (without init)"]
+    assert {row["train_images"] for row in rows} == {round_speed.SCALES["tiny"].images}
+    assert all(row["seconds"] > 0 for row in rows)
+    assert rows[-1]["seconds"] == pytest.approx(sum(row["seconds"] for row in rows[1:-1]), abs=0.02)
+    assert all(row["peak_rss_mib"] > 0 for row in rows[:-1])
+    assert all((row["peak_gpu_gib"] is None) != torch.cuda.is_available() for row in rows[1:-1])

@@ -36,8 +36,8 @@ NOT_CODE = (":(exclude)benchmarks/results", ":(exclude)*.md", ":(exclude)dvc.loc
 
 def git_commit(repo: str | os.PathLike) -> str | None:
     """The short commit of the checkout at `repo`, with "-dirty" when files other than NOT_CODE
-    differ from it (`... > benchmarks/results/x.jsonl` empties a tracked file
-    before the benchmark asks); None outside a git checkout."""
+    differ from it (`... > benchmarks/results/x.jsonl` empties a tracked file before the
+    benchmark asks); None outside a git checkout."""
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
     if head.returncode != 0:
         return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,6 +18,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from measure import git_commit  # noqa: E402
 from tiny_repo import REPO, dvc_executable, make_tiny_repo, run  # noqa: E402
 
 
@@ -43,9 +43,9 @@ def main() -> None:
         noop = [timed([dvc, "repro"], repo, env) for _ in range(args.repeats)]
         if any("changed" in out for _, out in status) or any("Running stage" in out for _, out in noop):
             raise SystemExit("the pipeline was not up to date after `dvc repro`; the timings would be wrong")
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        commit = git_commit(REPO)
         print(json.dumps({
-            "date": date.today().isoformat(), "commit": commit or None, "machine": platform.processor() or platform.machine(),
+            "date": date.today().isoformat(), "commit": commit, "machine": platform.processor() or platform.machine(),
             "python": platform.python_version(), "rounds": args.rounds, "stages": stages,
             "first_repro_s": round(first_repro, 1),
             "status_s": [round(s, 2) for s, _ in status], "noop_repro_s": [round(s, 2) for s, _ in noop],

@@ -28,6 +28,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from measure import git_commit
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -125,7 +126,7 @@ def main() -> None:
         record = {
             "benchmark": "extract_scale", "scale": args.scale, "date": date.today().isoformat(),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
+            "commit": git_commit(REPO),
             "resolution": f"{args.height}x{args.width}", "generate_s": round(generate_s, 1),
             "zip_mb": round(zip_path.stat().st_size / 2**20, 1), "cache_gib": round(out.stat().st_size / 2**30, 2),
             "images": measured["images"], "check_s": round(measured["check_s"], 1), "cache_s": round(measured["cache_s"], 1),

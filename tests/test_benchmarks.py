@@ -3,6 +3,7 @@ seed summary, the commit a result is recorded at, and round_speed.py runs a roun
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import round_speed  # noqa: E402
 import seed_spread  # noqa: E402
-from tiny_repo import parse_override  # noqa: E402
+from tiny_repo import GIT, parse_override, run  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["market1501", "msmt17"])
@@ -57,19 +58,14 @@ def test_git_commit_is_dirty_only_for_code_changes(tmp_path):
     from measure import git_commit
 
     assert git_commit(tmp_path) is None
-
-    def git(*args):
-        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
-
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
     files = {"code.py": "x = 1\n", "NOTES.md": "a\n", "dvc.lock": "a\n", "benchmarks/results/speed.jsonl": "{}\n"}
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    git("init", "-q")
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x")
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True,
-                          text=True).stdout.strip()
+    env = dict(os.environ)
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "x"]):
+        run([*GIT, *args], tmp_path, env)
+    head = run(["git", "rev-parse", "--short", "HEAD"], tmp_path, env).strip()
     (tmp_path / "benchmarks" / "results" / "speed.jsonl").write_text("")  # what `> speed.jsonl` does
     (tmp_path / "NOTES.md").write_text("b\n")
     (tmp_path / "dvc.lock").write_text("b\n")

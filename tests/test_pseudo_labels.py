@@ -1,18 +1,8 @@
+"""Intra- and inter-camera pseudo-labels on separable blobs, and the cut settings they take."""
 import numpy as np
 import pytest
 import torch
 
-from iics.checkpoint import load_backbone, load_heads, save_backbone
-from iics.index import (
-    camera_positions,
-    has_evaluation_split,
-    has_train_identities,
-    index_table,
-    read_index,
-    split_rows,
-    write_index,
-)
-from iics.models import ClassifierHead, build_backbone
 from iics.pseudo_labels import inter_camera_labels, intra_camera_labels
 from iics.settings import ClusterCut, Reranking
 
@@ -58,58 +48,3 @@ def test_inter_camera_labels_join_cameras_with_classifier_agreement():
 def test_bad_cuts_are_rejected(method, value):
     with pytest.raises(ValueError):
         ClusterCut(method, value)
-
-
-def test_checkpoint_round_trip_with_heads(tmp_path):
-    torch.manual_seed(0)
-    model = build_backbone("resnet18")
-    heads = [ClassifierHead(model.feature_dim, 3), ClassifierHead(model.feature_dim, 5)]
-    save_backbone(model, "resnet18", tmp_path / "m.pt", heads=heads)
-    loaded, name = load_backbone(tmp_path / "m.pt", "resnet18")
-    assert name == "resnet18"
-    x = torch.randn(2, 3, 32, 16)
-    model.eval(), loaded.eval()
-    assert torch.allclose(model(x), loaded(x))
-    assert [h.classifier.out_features for h in load_heads(tmp_path / "m.pt", model.feature_dim)] == [3, 5]
-    with pytest.raises(ValueError, match="resnet50"):
-        load_backbone(tmp_path / "m.pt", "resnet50")
-    save_backbone(model, "resnet18", tmp_path / "plain.pt")
-    with pytest.raises(ValueError, match="no classifier heads"):
-        load_heads(tmp_path / "plain.pt", model.feature_dim)
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
-        load_backbone(tmp_path / "missing.pt")
-
-
-@pytest.mark.parametrize("content, message", [
-    ("image,pid,camid\na.jpg,1,1\n", "missing columns"),
-    ("image,pid,camid,split\na.jpg,1,1,val\n", "unknown split"),
-    ("image,pid,camid,split\na.jpg,one,1,train\n", "column pid must hold integers"),
-    ("image,pid,camid,split\na.jpg,1,1,train\nb.jpg,2,1\n", "line 3"),
-])
-def test_index_validation(tmp_path, content, message):
-    path = tmp_path / "index.csv"
-    path.write_text(content)
-    with pytest.raises(ValueError, match=message):
-        read_index(path)
-
-
-def test_camera_positions():
-    cameras, positions = camera_positions(np.array([3, 1, 3, 6]))
-    assert list(cameras) == [1, 3, 6] and list(positions) == [1, 0, 1, 2]
-
-
-@pytest.mark.parametrize("query_pids", [(5, 6), (5, -1)])
-def test_read_index_round_trip_and_helpers_on_both_forms(tmp_path, query_pids):
-    rows = [("c/b, x.jpg", 2, 1, "gallery"), ("a.jpg", 1, 3, "train"), ("q.jpg", query_pids[0], 1, "query"),
-            ("t.jpg", -1, 2, "train"), ("q2.jpg", query_pids[1], 2, "query"), ("g.jpg", 0, 3, "gallery")]
-    frame = index_table(rows, sort_by_image=False)
-    write_index(frame, tmp_path / "index.csv")
-    arrays = read_index(tmp_path / "index.csv")
-    assert arrays["pid"].dtype == np.int64 and arrays["camid"].dtype == np.int64
-    for column in ("image", "pid", "camid", "split"):
-        assert arrays[column].tolist() == frame[column].tolist()
-    assert arrays["image"].tolist()[0] == "a.jpg" and "c/b, x.jpg" in arrays["image"].tolist()  # quoted comma
-    for split in ("train", "query", "gallery"):
-        np.testing.assert_array_equal(split_rows(arrays, split), split_rows(frame, split))
-    assert has_evaluation_split(arrays) == has_evaluation_split(frame) == (query_pids[1] >= 0)
-    assert has_train_identities(arrays) is has_train_identities(frame) is False  # t.jpg has no identity

@@ -1,0 +1,48 @@
+"""index.csv: validation of what extract writes, the round trip, and the split helpers."""
+import numpy as np
+import pytest
+
+from iics.index import (
+    camera_positions,
+    has_evaluation_split,
+    has_train_identities,
+    index_table,
+    read_index,
+    split_rows,
+    write_index,
+)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("image,pid,camid\na.jpg,1,1\n", "missing columns"),
+    ("image,pid,camid,split\na.jpg,1,1,val\n", "unknown split"),
+    ("image,pid,camid,split\na.jpg,one,1,train\n", "column pid must hold integers"),
+    ("image,pid,camid,split\na.jpg,1,1,train\nb.jpg,2,1\n", "line 3"),
+])
+def test_index_validation(tmp_path, content, message):
+    path = tmp_path / "index.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        read_index(path)
+
+
+def test_camera_positions():
+    cameras, positions = camera_positions(np.array([3, 1, 3, 6]))
+    assert list(cameras) == [1, 3, 6] and list(positions) == [1, 0, 1, 2]
+
+
+@pytest.mark.parametrize("query_pids", [(5, 6), (5, -1)])
+def test_read_index_round_trip_and_helpers_on_both_forms(tmp_path, query_pids):
+    rows = [("c/b, x.jpg", 2, 1, "gallery"), ("a.jpg", 1, 3, "train"), ("q.jpg", query_pids[0], 1, "query"),
+            ("t.jpg", -1, 2, "train"), ("q2.jpg", query_pids[1], 2, "query"), ("g.jpg", 0, 3, "gallery")]
+    frame = index_table(rows, sort_by_image=False)
+    write_index(frame, tmp_path / "index.csv")
+    arrays = read_index(tmp_path / "index.csv")
+    assert arrays["pid"].dtype == np.int64 and arrays["camid"].dtype == np.int64
+    for column in ("image", "pid", "camid", "split"):
+        assert arrays[column].tolist() == frame[column].tolist()
+    assert arrays["image"].tolist()[0] == "a.jpg" and "c/b, x.jpg" in arrays["image"].tolist()  # quoted comma
+    for split in ("train", "query", "gallery"):
+        np.testing.assert_array_equal(split_rows(arrays, split), split_rows(frame, split))
+    assert has_evaluation_split(arrays) == has_evaluation_split(frame) == (query_pids[1] >= 0)
+    assert has_train_identities(arrays) is has_train_identities(frame) is False  # t.jpg has no identity

@@ -6,12 +6,12 @@ import argparse
 import numpy as np
 import torch
 from common import load_index, load_params, round_dir, round_metrics_dir, write_json
+from params_io import intra_cut, reranking
 
-from iics.diagnostics import pseudo_label_quality
+from iics.diagnostics import per_camera_label_quality
 from iics.index import camera_positions, has_train_identities, split_rows
 from iics.pseudo_labels import intra_camera_labels
 from iics.runtime import resolve_device
-from params_io import intra_cut, reranking
 
 
 def main() -> None:
@@ -30,10 +30,7 @@ def main() -> None:
     per_camera = {f"c{cam}": int(labels[camera_index == i].max() + 1) for i, cam in enumerate(cameras)}
     quality = {}
     if has_train_identities(index):  # diagnostics only: ground-truth ids never reach training
-        combined_pred = camera_index * (labels.max() + 1) + labels
-        train_pids = index["pid"][train]
-        combined_true = camera_index * (train_pids.max() + 1) + train_pids
-        quality = pseudo_label_quality(combined_pred, combined_true)
+        quality = per_camera_label_quality(labels, index["pid"][train], camera_index)
     write_json(round_metrics_dir(args.round) / "intra.json", {"clusters_per_camera": per_camera, **quality})
     nmi = f", NMI {quality['nmi']:.3f}" if quality else " (no train identities: no NMI)"
     print(f"intra {args.round}: clusters per camera {per_camera}{nmi}")

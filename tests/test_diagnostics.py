@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from iics.diagnostics import pseudo_label_quality
+from iics.diagnostics import per_camera_label_quality, pseudo_label_quality
 
 
 def test_hand_worked_pairwise():
@@ -89,3 +89,17 @@ def test_single_cluster_against_single_identity():
     out = pseudo_label_quality([4, 4, 4], [1, 1, 1])
     assert out["nmi"] == normalized_mutual_info_score([1, 1, 1], [4, 4, 4]) == 1.0
     assert out["ari"] == adjusted_rand_score([1, 1, 1], [4, 4, 4]) == 1.0
+
+
+def test_per_camera_quality_never_pairs_images_of_two_cameras():
+    # camera 0: one person (7) in clusters {a, b} + {c}; camera 1: 7 alone, 8 twice together.
+    # Same-cluster pairs: (a, b) and the two 8s, both right -> precision 1. Same-identity pairs
+    # within a camera: 3 in camera 0, 1 in camera 1 -> recall 2 / 4. Person 7 is in both cameras,
+    # but a pair across cameras is never counted.
+    out = per_camera_label_quality(pred_labels=[0, 0, 1, 0, 1, 1], true_labels=[7, 7, 7, 7, 8, 8],
+                                   camera_index=[0, 0, 0, 1, 1, 1])
+    assert out["pairwise_precision"] == 1.0
+    assert out["pairwise_recall"] == 0.5
+    assert out["num_clusters"] == 4 and out["num_singletons"] == 2
+    with pytest.raises(ValueError, match="camera_index"):
+        per_camera_label_quality([0, 1], [0, 1], [0])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -66,8 +67,10 @@ def main() -> None:
     args = parser.parse_args()
     dvc = dvc_executable()
     commit = git_commit(REPO)
+    # The thread count changes float rounding, and from random weights rounding changes the run.
     context = {"overrides": args.overrides, "date": date.today().isoformat(), "commit": commit,
-               "machine": platform.processor() or platform.machine()}
+               "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+               "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     rows = []
     for seed in args.seeds:
         rows.append(one_seed(seed, args.overrides, dvc))

@@ -82,10 +82,14 @@ def per_camera_label_quality(pred_labels, true_labels, camera_index) -> dict:
     """:func:`pseudo_label_quality` of per-camera labels (numbered from 0 within each camera),
     scored as one labelling in which no cluster and no identity spans two cameras: the quality
     of intra-camera clustering, which never sees cross-camera pairs."""
-    pred = _labels(pred_labels, "pred_labels").astype(np.int64)
-    true = _labels(true_labels, "true_labels").astype(np.int64)
-    camera = _labels(camera_index, "camera_index").astype(np.int64)
+    pred = _labels(pred_labels, "pred_labels")
+    true = _labels(true_labels, "true_labels")
+    camera = _labels(camera_index, "camera_index")
     if not pred.shape == true.shape == camera.shape:
         raise ValueError(f"pred_labels ({pred.size}), true_labels ({true.size}) and camera_index ({camera.size}) "
                          "differ in length")
-    return pseudo_label_quality(camera * (pred.max() + 1) + pred, camera * (true.max() + 1) + true)
+
+    def within_camera(labels: np.ndarray) -> np.ndarray:  # one label per (camera, label) pair
+        return np.unique(np.stack([camera, labels], axis=1), axis=0, return_inverse=True)[1].reshape(-1)
+
+    return pseudo_label_quality(within_camera(pred), within_camera(true))

@@ -101,5 +101,8 @@ def test_per_camera_quality_never_pairs_images_of_two_cameras():
     assert out["pairwise_precision"] == 1.0
     assert out["pairwise_recall"] == 0.5
     assert out["num_clusters"] == 4 and out["num_singletons"] == 2
+    # Any integers: the same partitions score the same with negative labels too (an offset
+    # camera * (max + 1) + label would put camera 1's -1 into camera 0's identity 8).
+    assert per_camera_label_quality([0, 0, 1, 0, 1, 1], [8, 8, 8, -1, 3, 3], [0, 0, 0, 1, 1, 1]) == out
     with pytest.raises(ValueError, match="camera_index"):
         per_camera_label_quality([0, 1], [0, 1], [0])

@@ -24,6 +24,7 @@ def test_repro_then_experiment_changes_metrics(tmp_path):
     assert {p.name for p in (tmp_path / "shown" / "static").iterdir()} >= {
         "workspace_plots_tsne.png", "workspace_plots_ranking.png", "workspace_plots_curves.png"}
     assert "changed" not in run([dvc, "status"], tmp_path, env)
+    assert_what_reruns(dvc, tmp_path, env)
 
     run(GIT + ["add", "-A"], tmp_path, env)
     run(GIT + ["commit", "-qm", "baseline run"], tmp_path, env)
@@ -34,6 +35,24 @@ def test_repro_then_experiment_changes_metrics(tmp_path):
     assert second != first
     diff = run([dvc, "metrics", "diff"], tmp_path, env)
     assert "mAP" in diff
+
+
+def assert_what_reruns(dvc, repo, env) -> None:
+    """A stage reruns for what it reads and nothing else: a new file in data/weights/ reruns
+    `init`; an inter-camera cluster count reruns `inter_affinity`, not `intra_cluster`."""
+    extra = repo / "data" / "weights" / "other.pth"
+    extra.write_bytes(b"weights")
+    assert "init:" in run([dvc, "status", "init"], repo, env)
+    extra.unlink()
+    params_file = repo / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["clustering"]["inter_count"] += 1
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    status = run([dvc, "status"], repo, env)
+    params_file.write_text(original)
+    assert "inter_affinity@r00" in status and "intra_cluster@" not in status
+    assert "changed" not in run([dvc, "status"], repo, env)
 
 
 def write_footage(raw, identities: int = 8, cameras: int = 2, per_camera: int = 2) -> None:

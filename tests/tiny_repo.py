@@ -74,6 +74,8 @@ def copy_project(dest: Path, config_update: dict | None = None, rounds: int | No
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp", "config.local"))
         else:
             shutil.copy(src, dest / name)
+    (dest / "data" / "weights").mkdir(parents=True)  # the init stage depends on the folder
+    shutil.copy(REPO / "data" / "weights" / "README.md", dest / "data" / "weights" / "README.md")
     if config_update:
         config = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())
         merge_config(config, config_update)

@@ -11,8 +11,12 @@ The settings are the shipped paper configuration of that dataset (benchmarks/pap
 composed from conf/ by `python stages/configure.py dataset=<name>`; a test keeps them equal),
 with random initialisation instead of the ImageNet file (the speed is the same) and round 0 of
 the 40-round schedule. The train split is rendered by iics.synthetic at 256 x 128 with the
-dataset's number of identities, cameras and images (every identity in 4 cameras, 4-8 images per
-camera), in parallel, and cached under --workdir. Prints a table and one JSON line per stage.
+dataset's number of identities, cameras and images (every identity in 4 cameras), in parallel,
+and cached under --workdir. At Market-1501 scale each camera holds as many train images as in
+the real release, since the smallest camera sets the length of an intra-camera epoch; MSMT17's
+per-camera counts are not known here, so its cameras are about equal, which makes its
+intra-camera epoch the longest the total allows. Prints a table and one JSON line per stage:
+the images each stage pushed through the network (or clustered) and their rate.
 """
 from __future__ import annotations
 
@@ -49,10 +53,12 @@ class Scale:
     cameras_per_id: int
     params: str  # benchmarks/paper_params/<params>.yaml
     overrides: dict
+    images_per_camera: tuple[int, ...] | None = None  # None: spread about equally
 
 
 SCALES = {
-    "market1501": Scale(751, 6, 12_936, 4, "market1501", {}),
+    # bounding_box_train of Market-1501 holds 2,017 / 1,709 / 2,707 / 920 / 2,338 / 3,245 images from cameras 1-6.
+    "market1501": Scale(751, 6, 12_936, 4, "market1501", {}, (2_017, 1_709, 2_707, 920, 2_338, 3_245)),
     "msmt17": Scale(1_041, 15, 32_621, 4, "msmt17", {}),
     "tiny": Scale(24, 3, 240, 2, "market1501", {
         "dataset": {"height": 64, "width": 32}, "model": {"backbone": "resnet18"},
@@ -68,17 +74,50 @@ ROUND = (
     ("inter_affinity", ["inter_affinity.py", "r00"]),
     ("inter_train", ["inter_train.py", "r00"]),
 )
+def _split(total: int, parts: int, rng: np.random.Generator) -> np.ndarray:
+    """`total` as `parts` sizes that differ by at most one."""
+    sizes = np.full(parts, total // parts)
+    sizes[rng.choice(parts, total - sizes.sum(), replace=False)] += 1
+    return sizes
+
+
 def plan(scale: Scale, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(pid, camid) of every train image: each identity in `cameras_per_id` cameras, the images
-    spread over those tracklets so that the total is exactly `scale.images`."""
+    spread over those tracklets so that the total is exactly `scale.images` (and each camera's
+    exactly `scale.images_per_camera`, where given)."""
     rng = np.random.default_rng(seed)
+    if scale.images_per_camera is None:
+        weights = None
+    else:
+        weights = np.asarray(scale.images_per_camera, dtype=float) / scale.images
     tracklets = [(pid, cam) for pid in range(1, scale.identities + 1)
-                 for cam in np.sort(rng.choice(scale.cameras, scale.cameras_per_id, replace=False)) + 1]
-    sizes = np.full(len(tracklets), scale.images // len(tracklets))
-    sizes[rng.choice(len(tracklets), scale.images - sizes.sum(), replace=False)] += 1
+                 for cam in np.sort(rng.choice(scale.cameras, scale.cameras_per_id, replace=False, p=weights)) + 1]
+    tracklet_cams = np.array([c for _, c in tracklets])
+    if scale.images_per_camera is None:
+        sizes = _split(scale.images, len(tracklets), rng)
+    else:
+        sizes = np.empty(len(tracklets), dtype=np.int64)
+        for cam, count in enumerate(scale.images_per_camera, start=1):
+            sizes[tracklet_cams == cam] = _split(count, int((tracklet_cams == cam).sum()), rng)
     pids = np.repeat([p for p, _ in tracklets], sizes)
-    cams = np.repeat([c for _, c in tracklets], sizes)
+    cams = np.repeat(tracklet_cams, sizes)
     return pids.astype(np.int64), cams.astype(np.int64)
+
+
+def images_processed(stage: str, params: dict, cams: np.ndarray, project: Path) -> int | None:
+    """How many images a stage pushed through the network or clustered: the train set for the
+    feature and clustering stages; for training, the images its batches held."""
+    if stage == "init":
+        return None
+    if stage == "intra_train":
+        per_camera = params["intra"]["batch_per_camera"]
+        steps = np.unique(cams, return_counts=True)[1].min() // per_camera
+        return int(params["intra"]["epochs"] * steps * len(np.unique(cams)) * per_camera)
+    if stage == "inter_train":
+        inter = params["inter"]
+        clusters = len(np.unique(np.load(project / "runs" / "r00" / "inter_labels.npy")))
+        return int(inter["epochs"] * (clusters // inter["ids_per_batch"]) * inter["ids_per_batch"] * inter["images_per_id"])
+    return len(cams)
 
 
 def _render_chunk(job: tuple) -> np.ndarray:
@@ -103,8 +142,9 @@ def render(pids: np.ndarray, cams: np.ndarray, scale: Scale, height: int, width:
         return np.concatenate(list(pool.map(_render_chunk, jobs)))
 
 
-def prepare(workdir: Path, scale_name: str, seed: int, overrides: list[dict]) -> tuple[Path, dict, int]:
-    """A copy of stages/ and iics/ with params.yaml and the prepared data; returns (project, params, images)."""
+def prepare(workdir: Path, scale_name: str, seed: int, overrides: list[dict]) -> tuple[Path, dict, np.ndarray]:
+    """A copy of stages/ and iics/ with params.yaml and the prepared data; returns (project,
+    params, the camera of every train image)."""
     scale = SCALES[scale_name]
     params = yaml.safe_load((REPO / "benchmarks" / "paper_params" / f"{scale.params}.yaml").read_text())
     for update in (scale.overrides, *overrides):
@@ -119,7 +159,8 @@ def prepare(workdir: Path, scale_name: str, seed: int, overrides: list[dict]) ->
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     prepared = project / "data" / "bench" / "prepared"
     prepared.mkdir(parents=True)
-    cache = workdir / f"images-{scale_name}-{height}x{width}-{seed}.npy"
+    layout = "real-cameras" if scale.images_per_camera else "even-cameras"
+    cache = workdir / f"images-{scale_name}-{layout}-{height}x{width}-{seed}.npy"
     pids, cams = plan(scale, seed)
     if not cache.is_file():
         start = time.perf_counter()
@@ -129,7 +170,7 @@ def prepare(workdir: Path, scale_name: str, seed: int, overrides: list[dict]) ->
     os.symlink(cache, prepared / "images.npy")
     write_index(pd.DataFrame({"image": [f"{i:06d}.jpg" for i in range(len(pids))], "pid": pids, "camid": cams,
                               "split": "train"}), prepared / "index.csv")
-    return project, params, len(pids)
+    return project, params, cams
 
 
 def run_stage(project: Path, args: list[str]) -> dict:
@@ -149,7 +190,8 @@ def main() -> None:
                         metavar="KEY=VALUE", help="override a paper setting, e.g. precision=float32")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    project, params, images = prepare(args.workdir, args.scale, args.seed, args.overrides)
+    project, params, cams = prepare(args.workdir, args.scale, args.seed, args.overrides)
+    images = len(cams)
     import torch
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
@@ -161,17 +203,18 @@ def main() -> None:
     rows = []
     for stage, stage_args in ROUND:
         report = run_stage(project, stage_args)
-        rows.append({"stage": stage, "seconds": round(report["seconds"], 2),
-                     "train_images_per_s": None if stage == "init" else round(images / report["seconds"]),
+        processed = images_processed(stage, params, cams, project)
+        rows.append({"stage": stage, "seconds": round(report["seconds"], 2), "images": processed,
+                     "images_per_s": None if processed is None else round(processed / report["seconds"]),
                      "peak_rss_mib": round(report["peak_kib"] / 1024), "peak_gpu_gib": report["peak_gpu_gib"]})
         print(json.dumps({**common, **rows[-1]}), flush=True)
     round_seconds = sum(r["seconds"] for r in rows if r["stage"] != "init")
     print(json.dumps({**common, "stage": "round (without init)", "seconds": round(round_seconds, 2)}), flush=True)
     print(f"\n{args.scale}: {images} train images, {common['backbone']} at {common['input']}, {device}, "
           f"precision {params['precision']}, commit {commit}", file=sys.stderr)
-    print(f"{'stage':<16}{'seconds':>9}{'train img/s':>12}{'host MiB':>10}{'GPU GiB':>9}", file=sys.stderr)
+    print(f"{'stage':<16}{'seconds':>9}{'images':>9}{'img/s':>8}{'host MiB':>10}{'GPU GiB':>9}", file=sys.stderr)
     for r in rows:
-        print(f"{r['stage']:<16}{r['seconds']:>9.1f}{r['train_images_per_s'] or '':>12}{r['peak_rss_mib']:>10}"
+        print(f"{r['stage']:<16}{r['seconds']:>9.1f}{r['images'] or '':>9}{r['images_per_s'] or '':>8}{r['peak_rss_mib']:>10}"
               f"{r['peak_gpu_gib'] if r['peak_gpu_gib'] is not None else '':>9}", file=sys.stderr)
     print(f"{'one round':<16}{round_seconds:>9.1f}", file=sys.stderr)
 

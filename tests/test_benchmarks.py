@@ -27,6 +27,8 @@ def test_plan_has_the_dataset_counts(name):
     cameras_per_id = {pid: len(np.unique(cams[pids == pid])) for pid in np.unique(pids)[:50]}
     assert set(cameras_per_id.values()) == {scale.cameras_per_id}
     assert np.array_equal(pids, round_speed.plan(scale, seed=0)[0])
+    if scale.images_per_camera is not None:  # the smallest camera sets the intra-camera epoch
+        assert tuple(np.unique(cams, return_counts=True)[1]) == scale.images_per_camera
 
 
 def test_seed_spread_overrides_and_summary():
@@ -83,7 +85,13 @@ def test_round_speed_runs_a_whole_round_on_the_cpu(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert [row["stage"] for row in rows] == [stage for stage, _ in round_speed.ROUND] + ["round (without init)"]
-    assert {row["train_images"] for row in rows} == {round_speed.SCALES["tiny"].images}
+    tiny = round_speed.SCALES["tiny"]
+    assert {row["train_images"] for row in rows} == {tiny.images}
+    images = {row["stage"]: row["images"] for row in rows[:-1]}
+    smallest_camera = np.unique(round_speed.plan(tiny, seed=0)[1], return_counts=True)[1].min()
+    assert images["intra_train"] == (smallest_camera // 4) * tiny.cameras * 4  # 1 epoch, 4 images per camera
+    assert images["inter_train"] > 0 and images["inter_train"] % (4 * 2) == 0  # whole 4 x 2 PK batches
+    assert images["init"] is None and images["features"] == images["inter_affinity"] == tiny.images
     assert all(row["seconds"] > 0 for row in rows)
     assert rows[-1]["seconds"] == pytest.approx(sum(row["seconds"] for row in rows[1:-1]), abs=0.02)
     assert all(row["peak_rss_mib"] > 0 for row in rows[:-1])

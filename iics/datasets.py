@@ -22,6 +22,7 @@ import pandas as pd
 
 from iics.checksum import file_digest
 from iics.footage import index_footage
+from iics.index import unmatched_queries_problem
 from iics.market import index_market_zip
 from iics.msmt17 import index_msmt17_zip
 
@@ -99,6 +100,14 @@ def check_official_counts(index: pd.DataFrame, release: OfficialRelease, zip_pat
         )
 
 
+def _check_evaluable(index: pd.DataFrame, zip_path: Path) -> None:
+    """DatasetError when query and gallery exist but no query can be scored: evaluation would
+    otherwise fail only after training."""
+    problem = unmatched_queries_problem(index)
+    if problem is not None:
+        raise DatasetError(f"{zip_path}: {problem}")
+
+
 def _single_zip(raw_dir: Path) -> Path:
     zips = sorted(p for p in raw_dir.glob("*.zip") if p.is_file())
     if len(zips) != 1:
@@ -152,7 +161,9 @@ def index_dataset(raw_dir: str | os.PathLike, name: str, layout: str, progress: 
         return source, index_footage(csv_path, source)
     if release is None:
         zip_path = _single_zip(raw_dir)
-        return zip_path, ZIP_READERS[layout](zip_path)
+        index = ZIP_READERS[layout](zip_path)
+        _check_evaluable(index, zip_path)
+        return zip_path, index
     zip_path = _official_zip(raw_dir, release)
     if release.md5 is not None:
         found = file_digest(zip_path, "md5", progress=progress)
@@ -163,4 +174,5 @@ def index_dataset(raw_dir: str | os.PathLike, name: str, layout: str, progress: 
             )
     index = ZIP_READERS[layout](zip_path)
     check_official_counts(index, release, str(zip_path))
+    _check_evaluable(index, zip_path)
     return zip_path, index

@@ -8,7 +8,9 @@ The CSV has a header row; its columns may come in any order:
   pseudo-label diagnostics, never for training; an empty cell (or no column) marks an
   unlabelled image, stored as :data:`UNLABELLED`;
 - ``split`` (optional): ``train``, ``query`` or ``gallery``; an empty cell (or no column) means
-  ``train``. Query and gallery rows need a pid, and the two come together or not at all.
+  ``train``. Query and gallery rows need a pid, and the two come together or not at all; at
+  least one query needs a gallery image of its pid from another camera, or there is nothing
+  to evaluate.
 
 Any other column is an error, so that a misspelt name (``camera``) does not go unnoticed. Every
 problem is reported as a one-line :class:`FootageFormatError` naming the CSV and its line.
@@ -23,7 +25,7 @@ import re
 import pandas as pd
 
 from iics.image_source import ImageSource
-from iics.index import SPLITS, index_table
+from iics.index import SPLITS, index_table, unmatched_queries_problem
 
 REQUIRED_COLUMNS = ("image", "camid")
 OPTIONAL_COLUMNS = ("pid", "split")
@@ -102,8 +104,10 @@ def _parse_integer(csv_path: str, line: int, column: str, text: str, hint: str =
     raise _fail(csv_path, line, f"{column}: expected a non-negative integer{hint}, found {found}")
 
 
-def _check_splits(csv_path: str, splits: list[str], lines: list[int]) -> None:
-    """At least one train row; query and gallery both present or both absent."""
+def _check_splits(csv_path: str, splits: list[str], pids: list[int], camids: list[int], lines: list[int]) -> None:
+    """At least one train row; query and gallery both present or both absent; when present, at
+    least one query with a gallery image of its pid from another camera (else evaluation has
+    nothing to score, and would fail only after training)."""
     first = {}
     for split, line in zip(splits, lines):
         first.setdefault(split, line)
@@ -120,6 +124,9 @@ def _check_splits(csv_path: str, splits: list[str], lines: list[int]) -> None:
                 f"{present} rows but no {absent} rows; expected both query and gallery (to evaluate) "
                 f"or neither (train only), {absent} is missing",
             )
+    problem = unmatched_queries_problem({"pid": pids, "camid": camids, "split": splits})
+    if problem is not None:
+        raise _fail(csv_path, first["query"], problem)
 
 
 def _check_images_exist(csv_path: str, images_path: str, images: list[str], lines: list[int]) -> None:
@@ -191,7 +198,7 @@ def index_footage(csv_path: str | os.PathLike, images_path: str | os.PathLike) -
         lines.append(line)
     if not images:
         raise _fail(csv_path, 1, f"header only; expected rows of images below the header ({_EXPECTED_HEADER})")
-    _check_splits(csv_path, splits, lines)
+    _check_splits(csv_path, splits, pids, camids, lines)
     _check_images_exist(csv_path, images_path, images, lines)
 
     return index_table(zip(images, pids, camids, splits), sort_by_image=False)

@@ -116,6 +116,18 @@ def test_any_market_layout_zip_is_indexed_without_checks(tmp_path):
         index_dataset(raw, "cuhk03np", "market")
 
 
+def test_zip_whose_queries_have_no_match_in_another_camera_is_rejected(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    members = {name.replace("0003_c4s1", "0003_c1s1"): data for name, data in LAYOUT.items()}  # match in the query's camera
+    make_zip(raw / "same_camera.zip", members)
+    with pytest.raises(DatasetError) as err:
+        index_dataset(raw, "mine", "market")
+    assert str(err.value) == (
+        f"{raw / 'same_camera.zip'}: 0 of 1 query images have a gallery image of the same pid from another "
+        f"camera; evaluation needs at least one (gallery images from the query's own camera are ignored)")
+
+
 @pytest.mark.parametrize("as_zip", [True, False])
 def test_csv_layout(tmp_path, as_zip):
     rows = [["image", "camid"], ["a/1.jpg", "1"], ["b/2.png", "2"]]

@@ -136,6 +136,7 @@ def test_has_helpers_on_plain_frames():
     frame = expected_frame([("a", 1, 1, "train"), ("b", 2, 1, "query"), ("c", 2, 2, "gallery")])
     assert has_evaluation_split(frame) and has_train_identities(frame)
     assert not has_evaluation_split(frame[frame["split"] != "gallery"])
+    assert not has_evaluation_split(frame.assign(camid=1))  # the only match is in the query's camera
     assert not has_train_identities(frame[frame["split"] != "train"])
 
 
@@ -251,6 +252,24 @@ def test_query_without_gallery(tmp_path, present, absent):
     with raises_at(3) as err:
         index_footage(*make_footage(tmp_path, rows))
     assert err.match(f"{present} rows but no {absent} rows; .* {absent} is missing")
+
+
+def test_queries_without_a_match_in_another_camera(tmp_path):
+    rows = [["image", "camid", "pid", "split"], ["a.jpg", "1", "", ""],
+            ["g1.jpg", "1", "5", "gallery"],   # pid 5's only gallery image is in camera 1
+            ["q1.jpg", "1", "5", "query"],
+            ["q2.jpg", "2", "6", "query"],     # pid 6 has no gallery image
+            ["g2.jpg", "2", "7", "gallery"],
+            ["q3.jpg", "2", "7", "query"]]     # pid 7's only gallery image is in camera 2
+    with raises_at(4) as err:
+        index_footage(*make_footage(tmp_path, rows))
+    assert err.match(r"0 of 3 query images have a gallery image of the same pid from another camera; "
+                     r"evaluation needs at least one")
+    check_one_line(err)
+    rows[2][1] = "3"  # now q1 has a match: enough to evaluate
+    fixed = tmp_path / "fixed"
+    fixed.mkdir()
+    assert has_evaluation_split(index_footage(*make_footage(fixed, rows)))
 
 
 @pytest.mark.parametrize("split", ["query", "gallery"])

@@ -19,6 +19,7 @@ Only the names of the files in the source are read, never their bytes.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 
@@ -45,6 +46,22 @@ def _fail(csv_path: str, line: int | str, message: str) -> FootageFormatError:
     return FootageFormatError(f"{csv_path}: line {line}: {message}")
 
 
+def _record_start_line(csv_path: str, record: int) -> int | str:
+    """The file line on which the 1-based CSV ``record`` starts. pandas numbers records, not
+    lines: after a quoted cell spanning several lines the two differ."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            start = 1
+            for number, _ in enumerate(reader, start=1):
+                if number == record:
+                    return start
+                start = reader.line_num + 1
+    except (csv.Error, UnicodeDecodeError):
+        pass
+    return f"{record} (CSV record)"  # only where the csv module and pandas disagree on the records
+
+
 def _read_cells(csv_path: str) -> tuple[list[str], list[list[str]], list[int]]:
     """(header cells, data rows as lists of str, the file line each data row starts on)."""
     if not os.path.isfile(csv_path):
@@ -55,12 +72,17 @@ def _read_cells(csv_path: str) -> tuple[list[str], list[list[str]], list[int]]:
             encoding="utf-8-sig",
         )
     except pd.errors.EmptyDataError:
-        raise _fail(csv_path, 1, f"empty file; expected a header row with columns {_EXPECTED_HEADER}") from None
+        # pandas says so for an empty file and for one whose first line is blank alike
+        with open(csv_path, encoding="utf-8-sig", errors="replace") as f:
+            empty = not f.read(1)
+        what = "empty file" if empty else "no header on line 1 (found a blank line)"
+        raise _fail(csv_path, 1, f"{what}; expected a header row with columns {_EXPECTED_HEADER} on line 1") from None
     except pd.errors.ParserError as exc:
         found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         if found is None:
             raise FootageFormatError(f"{csv_path}: not a readable CSV file ({exc})") from None
-        want, line, saw = found.groups()
+        want, record, saw = (int(group) for group in found.groups())
+        line = _record_start_line(csv_path, record)
         raise _fail(csv_path, line, f"expected {want} comma-separated fields as in the header, found {saw}") from None
     except UnicodeDecodeError as exc:
         raise FootageFormatError(f"{csv_path}: not UTF-8 text ({exc}); save the CSV as UTF-8") from None

@@ -298,11 +298,33 @@ def test_empty_file(tmp_path):
     assert err.match("empty file; expected a header row")
 
 
+def test_blank_first_line_is_a_missing_header_not_an_empty_file(tmp_path):
+    csv_text = "\nimage,camid\na.jpg,1\n"
+    with raises_at(1) as err:
+        index_footage(*make_footage(tmp_path, None, images=["a.jpg"], csv_text=csv_text))
+    assert err.match(r"line 1: no header on line 1 \(found a blank line\); expected a header row with columns image, camid")
+    assert "empty file" not in str(err.value)
+    check_one_line(err)
+
+
 def test_too_many_fields(tmp_path):
     rows = [["image", "camid"], ["a.jpg", "1"], ["b.jpg", "2", "3"]]
     with raises_at(3) as err:
         index_footage(*make_footage(tmp_path, rows, images=["a.jpg", "b.jpg"]))
     assert err.match("expected 2 comma-separated fields as in the header, found 3")
+
+
+@pytest.mark.parametrize("csv_text, line", [
+    ('image,camid\n"odd\nname.jpg",1\nb.jpg,2,3\n', 4),                 # pandas says record 3
+    ('image,camid\n\n"odd\nlong\nname.jpg",1\n\nb.jpg,2,3\n', 7),       # pandas says record 5
+    ('image,camid\na.jpg,1\n"odd\nname.jpg",2,3\n', 3),                 # the ragged row is the multi-line one
+])
+def test_ragged_row_after_multiline_cell_names_its_file_line(tmp_path, csv_text, line):
+    csv_path, images_path = make_footage(tmp_path, None, images=["a.jpg", "b.jpg"], csv_text=csv_text)
+    with raises_at(line) as err:
+        index_footage(csv_path, images_path)
+    assert err.match("expected 2 comma-separated fields as in the header, found 3")
+    check_one_line(err)
 
 
 def test_line_numbers_count_blank_and_multiline_cells(tmp_path):

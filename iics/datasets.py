@@ -3,7 +3,8 @@
 Three layouts are understood:
 
 - ``market``: one zip in Market-1501's folders and naming (Market-1501, DukeMTMC-reID,
-  CUHK03-NP, the embedded synthetic set, ...);
+  the embedded synthetic set, CUHK03-NP with ``dataset.subset`` choosing ``detected`` or
+  ``labeled``, ...);
 - ``msmt17``: the MSMT17 V2 zip with its list files;
 - ``csv``: your own crops, ``images.csv`` next to ``images.zip`` or an ``images/`` folder.
 
@@ -138,16 +139,32 @@ def _footage_source(raw_dir: Path) -> tuple[Path, Path]:
     return csv_path, zip_path if zip_path.is_file() else folder
 
 
-def index_dataset(raw_dir: str | os.PathLike, name: str, layout: str, progress: bool = False) -> tuple[Path, pd.DataFrame]:
+def _read_zip(layout: str, zip_path: Path, subset: str | None) -> pd.DataFrame:
+    if layout == "market":
+        return index_market_zip(zip_path, subset=subset)
+    return ZIP_READERS[layout](zip_path)
+
+
+def index_dataset(
+    raw_dir: str | os.PathLike, name: str, layout: str, progress: bool = False, subset: str | None = None,
+) -> tuple[Path, pd.DataFrame]:
     """Locate, verify and index a dataset's raw files.
 
     Returns the image source (zip or folder) and the index table (image, pid, camid, split)
     in the row order the image cache will use. Official release names are checked for the
-    expected zip name, its md5 and the published counts.
+    expected zip name, its md5 and the published counts. ``subset`` (``dataset.subset``, market
+    layout only) names the folder holding the three Market folders when the zip has several,
+    e.g. CUHK03-NP's ``detected`` or ``labeled``.
     """
     raw_dir = Path(raw_dir)
     if layout not in LAYOUTS:
         raise DatasetError(f"dataset.layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    subset = subset or None
+    if subset is not None and layout != "market":
+        raise DatasetError(
+            f"dataset.subset is {subset!r} but only the market layout has subsets; got dataset.layout "
+            f"{layout!r} (set dataset.subset=null)"
+        )
     if not raw_dir.is_dir():
         raise DatasetError(f"{raw_dir}: no such folder; put the dataset files there (see data/README.md)")
     release = OFFICIAL.get(name)
@@ -161,7 +178,7 @@ def index_dataset(raw_dir: str | os.PathLike, name: str, layout: str, progress: 
         return source, index_footage(csv_path, source)
     if release is None:
         zip_path = _single_zip(raw_dir)
-        index = ZIP_READERS[layout](zip_path)
+        index = _read_zip(layout, zip_path, subset)
         _check_evaluable(index, zip_path)
         return zip_path, index
     zip_path = _official_zip(raw_dir, release)
@@ -172,7 +189,7 @@ def index_dataset(raw_dir: str | os.PathLike, name: str, layout: str, progress: 
                 f"{zip_path}: md5 {found} does not match the official {release.title} zip "
                 f"(expected {release.md5}); the download is damaged or a different file"
             )
-    index = ZIP_READERS[layout](zip_path)
+    index = _read_zip(layout, zip_path, subset)
     check_official_counts(index, release, str(zip_path))
     _check_evaluable(index, zip_path)
     return zip_path, index

@@ -1,7 +1,8 @@
 """Stage `extract`: raw files -> prepared/index.csv + prepared/images.npy, and metrics/dataset.json.
 
 The raw folder holds an official zip (checked against its md5 and published counts), any
-Market-1501-layout zip, the MSMT17 V2 zip, or your own crops with images.csv (dataset.layout).
+Market-1501-layout zip (dataset.subset picks one folder of several, as in CUHK03-NP), the
+MSMT17 V2 zip, or your own crops with images.csv (dataset.layout).
 An interrupted run leaves no index.csv, so it is never mistaken for a complete one.
 """
 from __future__ import annotations
@@ -21,7 +22,10 @@ def main() -> None:
     (out / "index.csv").unlink(missing_ok=True)
     progress = show_progress()
     try:
-        source, index = index_dataset(dataset_dir(params) / "raw", dataset["name"], dataset["layout"], progress=progress)
+        source, index = index_dataset(
+            dataset_dir(params) / "raw", dataset["name"], dataset["layout"], progress=progress,
+            subset=dataset.get("subset"),
+        )
         build_image_cache(source, list(index["image"]), dataset["height"], dataset["width"], out / "images.npy", progress=progress)
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"extract: {exc}") from None

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 from test_footage import make_footage
-from test_market import LAYOUT, make_zip
+from test_market import LAYOUT, cuhk03np_members, make_zip
 from test_msmt17 import make_msmt17_zip
 
 from iics import datasets
@@ -114,6 +114,27 @@ def test_any_market_layout_zip_is_indexed_without_checks(tmp_path):
     make_zip(raw / "second.zip", LAYOUT)
     with pytest.raises(DatasetError, match=r"raw: expected exactly one dataset .zip, found cuhk03-np.zip, second.zip"):
         index_dataset(raw, "cuhk03np", "market")
+
+
+def test_cuhk03np_zip_with_a_subset(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    make_zip(raw / "cuhk03-np.zip", cuhk03np_members())
+    with pytest.raises(ValueError, match=r"cuhk03-np.zip: several folders hold .*set dataset.subset"):
+        index_dataset(raw, "cuhk03np", "market")
+    source, index = index_dataset(raw, "cuhk03np", "market", subset="labeled")
+    assert source.name == "cuhk03-np.zip" and len(index) == 8
+    assert all(image.startswith("cuhk03-np/labeled/") and image.endswith(".png") for image in index["image"])
+    with pytest.raises(ValueError, match="set dataset.subset"):  # an empty value is no choice
+        index_dataset(raw, "cuhk03np", "market", subset="")
+
+
+def test_subset_is_for_the_market_layout_only(tmp_path):
+    make_msmt17_zip(tmp_path / "MSMT17_V2.zip")
+    with pytest.raises(DatasetError, match=r"dataset.subset is 'detected' but only the market layout has subsets; "
+                                           r"got dataset.layout 'msmt17'"):
+        index_dataset(tmp_path, "msmt17_copy", "msmt17", subset="detected")
+    assert len(index_dataset(tmp_path, "msmt17_copy", "msmt17", subset=None)[1]) == 10
 
 
 def test_zip_whose_queries_have_no_match_in_another_camera_is_rejected(tmp_path):

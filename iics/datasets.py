@@ -24,7 +24,7 @@ import pandas as pd
 from iics.checksum import file_digest
 from iics.footage import index_footage
 from iics.index import unmatched_queries_problem
-from iics.market import index_market_zip
+from iics.market import DISTRACTOR_PID, index_market_zip
 from iics.msmt17 import index_msmt17_zip
 
 LAYOUTS = ("market", "msmt17", "csv")
@@ -67,22 +67,28 @@ OFFICIAL = {
 }
 
 
-def summarize(index: pd.DataFrame) -> dict:
-    """Images, identities and cameras per split (identities count labelled rows, pid >= 0)."""
+def summarize(index: pd.DataFrame, layout: str) -> dict:
+    """Images, identities and cameras per split. Identities count the distinct pids >= 0, except
+    that in the market layout pid 0 marks distractors (gallery images of nobody in particular):
+    they are no identity, and their images are counted on their own as ``distractors``. In
+    MSMT17 and your own footage pid 0 is an ordinary identity."""
     summary = {}
     for split, part in index.groupby("split", sort=False):
-        labelled = part["pid"][part["pid"] >= 0]
+        pids = part["pid"]
+        distractor = pids == DISTRACTOR_PID if layout == "market" else pd.Series(False, index=pids.index)
         summary[split] = {
             "images": int(len(part)),
-            "ids": int(labelled.nunique()),
+            "ids": int(pids[(pids >= 0) & ~distractor].nunique()),
             "cameras": int(part["camid"].nunique()),
         }
+        if layout == "market":
+            summary[split]["distractors"] = int(distractor.sum())
     return summary
 
 
 def check_official_counts(index: pd.DataFrame, release: OfficialRelease, zip_path: str) -> None:
     """DatasetError listing every count that differs from the published release."""
-    found = summarize(index)
+    found = summarize(index, release.layout)
     problems = []
     for split, expected in release.images.items():
         got = found.get(split, {}).get("images", 0)

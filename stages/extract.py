@@ -32,14 +32,15 @@ def main() -> None:
     write_index(index, out / "index.csv")
     summary = {
         "name": dataset["name"],
-        "splits": summarize(index),
+        "splits": summarize(index, dataset["layout"]),
         "evaluation": has_evaluation_split(index),
         "train_identities": has_train_identities(index),
     }
     write_json(METRICS / "dataset.json", summary)
     print(f"{dataset['name']} from {source.name}:")
     for split, counts in summary["splits"].items():
-        print(f"  {split:8s} {counts['images']:7d} images  {counts['ids']:6d} ids  {counts['cameras']:3d} cameras")
+        distractors = f"  ({counts['distractors']} distractor images, not an identity)" if counts.get("distractors") else ""
+        print(f"  {split:8s} {counts['images']:7d} images  {counts['ids']:6d} ids  {counts['cameras']:3d} cameras{distractors}")
     if not summary["evaluation"]:
         print("  no query/gallery with identities: the evaluate stages will record that nothing was evaluated")
 

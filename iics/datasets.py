@@ -3,7 +3,8 @@
 Three layouts are understood:
 
 - ``market``: one zip in Market-1501's folders and naming (Market-1501, DukeMTMC-reID,
-  CUHK03-NP, the embedded synthetic set, ...);
+  the embedded synthetic set, CUHK03-NP with ``dataset.subset`` choosing ``detected`` or
+  ``labeled``, ...);
 - ``msmt17``: the MSMT17 V2 zip with its list files;
 - ``csv``: your own crops, ``images.csv`` next to ``images.zip`` or an ``images/`` folder.
 
@@ -22,7 +23,8 @@ import pandas as pd
 
 from iics.checksum import file_digest
 from iics.footage import index_footage
-from iics.market import index_market_zip
+from iics.index import unmatched_queries_problem
+from iics.market import DISTRACTOR_PID, index_market_zip
 from iics.msmt17 import index_msmt17_zip
 
 LAYOUTS = ("market", "msmt17", "csv")
@@ -65,22 +67,28 @@ OFFICIAL = {
 }
 
 
-def summarize(index: pd.DataFrame) -> dict:
-    """Images, identities and cameras per split (identities count labelled rows, pid >= 0)."""
+def summarize(index: pd.DataFrame, layout: str) -> dict:
+    """Images, identities and cameras per split. Identities count the distinct pids >= 0, except
+    that in the market layout pid 0 marks distractors (gallery images of nobody in particular):
+    they are no identity, and their images are counted on their own as ``distractors``. In
+    MSMT17 and your own footage pid 0 is an ordinary identity."""
     summary = {}
     for split, part in index.groupby("split", sort=False):
-        labelled = part["pid"][part["pid"] >= 0]
+        pids = part["pid"]
+        distractor = pids == DISTRACTOR_PID if layout == "market" else pd.Series(False, index=pids.index)
         summary[split] = {
             "images": int(len(part)),
-            "ids": int(labelled.nunique()),
+            "ids": int(pids[(pids >= 0) & ~distractor].nunique()),
             "cameras": int(part["camid"].nunique()),
         }
+        if layout == "market":
+            summary[split]["distractors"] = int(distractor.sum())
     return summary
 
 
 def check_official_counts(index: pd.DataFrame, release: OfficialRelease, zip_path: str) -> None:
     """DatasetError listing every count that differs from the published release."""
-    found = summarize(index)
+    found = summarize(index, release.layout)
     problems = []
     for split, expected in release.images.items():
         got = found.get(split, {}).get("images", 0)
@@ -97,6 +105,14 @@ def check_official_counts(index: pd.DataFrame, release: OfficialRelease, zip_pat
             f"{zip_path}: does not match the published {release.title} release: " + "; ".join(problems)
             + " (an incomplete or modified copy; extract the official zip again)"
         )
+
+
+def _check_evaluable(index: pd.DataFrame, zip_path: Path) -> None:
+    """DatasetError when query and gallery exist but no query can be scored: evaluation would
+    otherwise fail only after training."""
+    problem = unmatched_queries_problem(index)
+    if problem is not None:
+        raise DatasetError(f"{zip_path}: {problem}")
 
 
 def _single_zip(raw_dir: Path) -> Path:
@@ -129,16 +145,32 @@ def _footage_source(raw_dir: Path) -> tuple[Path, Path]:
     return csv_path, zip_path if zip_path.is_file() else folder
 
 
-def index_dataset(raw_dir: str | os.PathLike, name: str, layout: str, progress: bool = False) -> tuple[Path, pd.DataFrame]:
+def _read_zip(layout: str, zip_path: Path, subset: str | None) -> pd.DataFrame:
+    if layout == "market":
+        return index_market_zip(zip_path, subset=subset)
+    return ZIP_READERS[layout](zip_path)
+
+
+def index_dataset(
+    raw_dir: str | os.PathLike, name: str, layout: str, progress: bool = False, subset: str | None = None,
+) -> tuple[Path, pd.DataFrame]:
     """Locate, verify and index a dataset's raw files.
 
     Returns the image source (zip or folder) and the index table (image, pid, camid, split)
     in the row order the image cache will use. Official release names are checked for the
-    expected zip name, its md5 and the published counts.
+    expected zip name, its md5 and the published counts. ``subset`` (``dataset.subset``, market
+    layout only) names the folder holding the three Market folders when the zip has several,
+    e.g. CUHK03-NP's ``detected`` or ``labeled``.
     """
     raw_dir = Path(raw_dir)
     if layout not in LAYOUTS:
         raise DatasetError(f"dataset.layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    subset = subset or None
+    if subset is not None and layout != "market":
+        raise DatasetError(
+            f"dataset.subset is {subset!r} but only the market layout has subsets; got dataset.layout "
+            f"{layout!r} (set dataset.subset=null)"
+        )
     if not raw_dir.is_dir():
         raise DatasetError(f"{raw_dir}: no such folder; put the dataset files there (see data/README.md)")
     release = OFFICIAL.get(name)
@@ -152,7 +184,9 @@ def index_dataset(raw_dir: str | os.PathLike, name: str, layout: str, progress: 
         return source, index_footage(csv_path, source)
     if release is None:
         zip_path = _single_zip(raw_dir)
-        return zip_path, ZIP_READERS[layout](zip_path)
+        index = _read_zip(layout, zip_path, subset)
+        _check_evaluable(index, zip_path)
+        return zip_path, index
     zip_path = _official_zip(raw_dir, release)
     if release.md5 is not None:
         found = file_digest(zip_path, "md5", progress=progress)
@@ -161,6 +195,7 @@ def index_dataset(raw_dir: str | os.PathLike, name: str, layout: str, progress: 
                 f"{zip_path}: md5 {found} does not match the official {release.title} zip "
                 f"(expected {release.md5}); the download is damaged or a different file"
             )
-    index = ZIP_READERS[layout](zip_path)
+    index = _read_zip(layout, zip_path, subset)
     check_official_counts(index, release, str(zip_path))
+    _check_evaluable(index, zip_path)
     return zip_path, index

@@ -8,7 +8,9 @@ The CSV has a header row; its columns may come in any order:
   pseudo-label diagnostics, never for training; an empty cell (or no column) marks an
   unlabelled image, stored as :data:`UNLABELLED`;
 - ``split`` (optional): ``train``, ``query`` or ``gallery``; an empty cell (or no column) means
-  ``train``. Query and gallery rows need a pid, and the two come together or not at all.
+  ``train``. Query and gallery rows need a pid, and the two come together or not at all; at
+  least one query needs a gallery image of its pid from another camera, or there is nothing
+  to evaluate.
 
 Any other column is an error, so that a misspelt name (``camera``) does not go unnoticed. Every
 problem is reported as a one-line :class:`FootageFormatError` naming the CSV and its line.
@@ -17,13 +19,14 @@ Only the names of the files in the source are read, never their bytes.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 
 import pandas as pd
 
 from iics.image_source import ImageSource
-from iics.index import SPLITS, index_table
+from iics.index import SPLITS, index_table, unmatched_queries_problem
 
 REQUIRED_COLUMNS = ("image", "camid")
 OPTIONAL_COLUMNS = ("pid", "split")
@@ -43,6 +46,22 @@ def _fail(csv_path: str, line: int | str, message: str) -> FootageFormatError:
     return FootageFormatError(f"{csv_path}: line {line}: {message}")
 
 
+def _record_start_line(csv_path: str, record: int) -> int | str:
+    """The file line on which the 1-based CSV ``record`` starts. pandas numbers records, not
+    lines: after a quoted cell spanning several lines the two differ."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            start = 1
+            for number, _ in enumerate(reader, start=1):
+                if number == record:
+                    return start
+                start = reader.line_num + 1
+    except (csv.Error, UnicodeDecodeError):
+        pass
+    return f"{record} (CSV record)"  # only where the csv module and pandas disagree on the records
+
+
 def _read_cells(csv_path: str) -> tuple[list[str], list[list[str]], list[int]]:
     """(header cells, data rows as lists of str, the file line each data row starts on)."""
     if not os.path.isfile(csv_path):
@@ -53,12 +72,17 @@ def _read_cells(csv_path: str) -> tuple[list[str], list[list[str]], list[int]]:
             encoding="utf-8-sig",
         )
     except pd.errors.EmptyDataError:
-        raise _fail(csv_path, 1, f"empty file; expected a header row with columns {_EXPECTED_HEADER}") from None
+        # pandas says so for an empty file and for one whose first line is blank alike
+        with open(csv_path, encoding="utf-8-sig", errors="replace") as f:
+            empty = not f.read(1)
+        what = "empty file" if empty else "no header on line 1 (found a blank line)"
+        raise _fail(csv_path, 1, f"{what}; expected a header row with columns {_EXPECTED_HEADER} on line 1") from None
     except pd.errors.ParserError as exc:
         found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         if found is None:
             raise FootageFormatError(f"{csv_path}: not a readable CSV file ({exc})") from None
-        want, line, saw = found.groups()
+        want, record, saw = (int(group) for group in found.groups())
+        line = _record_start_line(csv_path, record)
         raise _fail(csv_path, line, f"expected {want} comma-separated fields as in the header, found {saw}") from None
     except UnicodeDecodeError as exc:
         raise FootageFormatError(f"{csv_path}: not UTF-8 text ({exc}); save the CSV as UTF-8") from None
@@ -102,8 +126,10 @@ def _parse_integer(csv_path: str, line: int, column: str, text: str, hint: str =
     raise _fail(csv_path, line, f"{column}: expected a non-negative integer{hint}, found {found}")
 
 
-def _check_splits(csv_path: str, splits: list[str], lines: list[int]) -> None:
-    """At least one train row; query and gallery both present or both absent."""
+def _check_splits(csv_path: str, splits: list[str], pids: list[int], camids: list[int], lines: list[int]) -> None:
+    """At least one train row; query and gallery both present or both absent; when present, at
+    least one query with a gallery image of its pid from another camera (else evaluation has
+    nothing to score, and would fail only after training)."""
     first = {}
     for split, line in zip(splits, lines):
         first.setdefault(split, line)
@@ -120,6 +146,9 @@ def _check_splits(csv_path: str, splits: list[str], lines: list[int]) -> None:
                 f"{present} rows but no {absent} rows; expected both query and gallery (to evaluate) "
                 f"or neither (train only), {absent} is missing",
             )
+    problem = unmatched_queries_problem({"pid": pids, "camid": camids, "split": splits})
+    if problem is not None:
+        raise _fail(csv_path, first["query"], problem)
 
 
 def _check_images_exist(csv_path: str, images_path: str, images: list[str], lines: list[int]) -> None:
@@ -191,7 +220,7 @@ def index_footage(csv_path: str | os.PathLike, images_path: str | os.PathLike) -
         lines.append(line)
     if not images:
         raise _fail(csv_path, 1, f"header only; expected rows of images below the header ({_EXPECTED_HEADER})")
-    _check_splits(csv_path, splits, lines)
+    _check_splits(csv_path, splits, pids, camids, lines)
     _check_images_exist(csv_path, images_path, images, lines)
 
     return index_table(zip(images, pids, camids, splits), sort_by_image=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 
 class SourceError(ValueError):
@@ -17,7 +17,8 @@ class ImageSource:
 
     Use as a context manager; :meth:`names` lists every regular file, :meth:`read` returns
     one file's bytes. For a zip the names are its member names; for a folder they are paths
-    relative to it.
+    relative to it: a symlink to an image counts as a file wherever it points (sub-folders that
+    are symlinks are not descended into), and a name that is absolute or holds '..' is refused.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -63,8 +64,13 @@ class ImageSource:
                 raise SourceError(f"{self.path}: no member {name!r} in the zip") from None
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
                 raise SourceError(f"{self.path}: cannot read member {name!r} ({exc}); the zip may be truncated") from exc
-        root = Path(self.path).resolve()
-        target = (root / name).resolve()
-        if root not in target.parents or not target.is_file():
+        # Containment is decided on the name itself, not on where it resolves: a folder of
+        # symlinked images (say, into a shared store) is read through its links, while an
+        # absolute name or one climbing out with '..' never is.
+        relative = PurePosixPath(name)
+        if not name or relative.is_absolute() or ".." in relative.parts:
+            raise SourceError(f"{self.path}: no file {name!r} in the folder (expected a path relative to it, without '..')")
+        target = Path(self.path, *relative.parts)
+        if not target.is_file():
             raise SourceError(f"{self.path}: no file {name!r} in the folder")
         return target.read_bytes()

@@ -78,11 +78,43 @@ def split_rows(index, split: str) -> np.ndarray:
     return np.flatnonzero(np.asarray(index["split"]) == split)
 
 
+def matched_queries(index) -> np.ndarray:
+    """Boolean per query row: whether the gallery holds an image of the same pid from another
+    camera. Evaluation ignores a query's same-pid, same-camera gallery images, so a query
+    without such a match is skipped; with none at all there is nothing to score."""
+    query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
+    pids, cams = np.asarray(index["pid"]), np.asarray(index["camid"])
+    cameras_of: dict[int, set[int]] = {}
+    for pid, cam in zip(pids[gallery].tolist(), cams[gallery].tolist()):
+        cameras_of.setdefault(pid, set()).add(cam)
+    return np.array(
+        [len(cameras_of.get(pid, ())) > (cam in cameras_of.get(pid, ()))
+         for pid, cam in zip(pids[query].tolist(), cams[query].tolist())],
+        dtype=bool,
+    )
+
+
+def unmatched_queries_problem(index) -> str | None:
+    """None unless there are query and gallery images but no query has a gallery image of its
+    pid from another camera; then a one-line description of what evaluation needs."""
+    if not (len(split_rows(index, "query")) and len(split_rows(index, "gallery"))):
+        return None
+    matched = matched_queries(index)
+    if matched.any():
+        return None
+    return (
+        f"0 of {len(matched)} query images have a gallery image of the same pid from another camera; "
+        f"evaluation needs at least one (gallery images from the query's own camera are ignored)"
+    )
+
+
 def has_evaluation_split(index) -> bool:
-    """True when there are query and gallery images, all with identities, to evaluate on."""
+    """True when there are query and gallery images, all with identities, and at least one
+    query has a gallery image of its pid from another camera (see :func:`matched_queries`)."""
     query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
     pids = np.asarray(index["pid"])
-    return bool(len(query) and len(gallery) and (pids[query] >= 0).all() and (pids[gallery] >= 0).all())
+    labelled = bool(len(query) and len(gallery) and (pids[query] >= 0).all() and (pids[gallery] >= 0).all())
+    return labelled and bool(matched_queries(index).any())
 
 
 def has_train_identities(index) -> bool:

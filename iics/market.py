@@ -1,4 +1,9 @@
-"""Index Market-1501-layout person re-ID zips (train / query / gallery images)."""
+"""Index Market-1501-layout person re-ID zips (train / query / gallery images).
+
+Market-1501 and DukeMTMC-reID hold one set of the three folders; CUHK03-NP holds two, under
+``detected/`` and ``labeled/`` (``.png`` crops named like ``0001_c1_1.png``), and one is chosen
+with ``subset``.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +20,17 @@ SPLIT_FOLDERS = {
     "query": "query",
     "gallery": "bounding_box_test",
 }
+FOLDER_SPLITS = {folder: split for split, folder in SPLIT_FOLDERS.items()}
 JUNK_PID = -1
 DISTRACTOR_PID = 0
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # Market-1501 and DukeMTMC-reID ship .jpg, CUHK03-NP .png
 
-EXPECTED_NAME = "'<pid>_c<cam>s<seq>_<frame>_<box>.jpg', e.g. '0002_c1s1_000451_03.jpg' or '-1_c3s2_000123_01.jpg'"
-_NAME_RE = re.compile(r"^(?P<pid>-1|\d+)_c(?P<cam>\d+)(?:s\d+)?_[^/\\]*\.jpg$", re.IGNORECASE)
+EXPECTED_NAME = (
+    "'<pid>_c<cam>[s<seq>]_<rest>.jpg' (or .png), e.g. '0002_c1s1_000451_03.jpg', "
+    "'-1_c3s2_000123_01.jpg' or CUHK03-NP's '0001_c1_1.png'"
+)
+EXPECTED_LAYOUT = "bounding_box_train/, query/ and bounding_box_test/ (Market-1501 layout)"
+_NAME_RE = re.compile(r"^(?P<pid>-1|\d+)_c(?P<cam>\d+)(?:s\d+)?_[^/\\]*\.(?:jpe?g|png)$", re.IGNORECASE)
 
 
 class MarketFormatError(ValueError):
@@ -47,28 +58,63 @@ def _is_ignored(member: str) -> bool:
     return any(p.startswith("__MACOSX") for p in parts) or parts[-1].startswith(".")
 
 
-def _split_of(member: str) -> tuple[str, str] | None:
-    """(split, folder path) for a .jpg directly inside one of the three split folders, else None."""
-    if not member.lower().endswith(".jpg") or _is_ignored(member):
-        return None
-    folder, _, _ = member.rpartition("/")
-    folder_name = folder.rpartition("/")[2]
-    for split, name in SPLIT_FOLDERS.items():
-        if folder_name == name:
-            return split, folder
-    return None
-
-
-def _folders_present(names: list[str]) -> set[str]:
-    """Names of the split folders that occur anywhere in the member paths."""
-    wanted = set(SPLIT_FOLDERS.values())
-    found = set()
+def _layout_roots(names: list[str]) -> dict[str, dict[str, bool]]:
+    """Every folder that directly holds a split folder: root ('' or 'a/b/') -> {split: whether
+    that split folder directly holds an image file}. Hidden entries are skipped."""
+    roots: dict[str, dict[str, bool]] = {}
     for member in names:
         if _is_ignored(member):
             continue
-        dirs = member.split("/")[:-1]
-        found.update(d for d in dirs if d in wanted)
-    return found
+        parts = member.split("/")
+        for depth, part in enumerate(parts[:-1]):
+            split = FOLDER_SPLITS.get(part)
+            if split is None:
+                continue
+            root = "/".join(parts[:depth]) + "/" if depth else ""
+            is_image = depth == len(parts) - 2 and member.lower().endswith(IMAGE_EXTENSIONS)
+            splits = roots.setdefault(root, {})
+            splits[split] = splits.get(split, False) or is_image
+    return roots
+
+
+def _shown(root: str) -> str:
+    return root or "<zip root>"
+
+
+def _in_subset(root: str, subset: str) -> bool:
+    """Whether ``root`` is the folder ``subset`` names: its last part(s), e.g. 'detected' or
+    'cuhk03-np/detected' for 'cuhk03-np/detected/'."""
+    folder, wanted = root.rstrip("/"), subset.strip("/")
+    return bool(wanted) and (folder == wanted or folder.endswith("/" + wanted))
+
+
+def _choose_root(zip_path: str, names: list[str], subset: str | None) -> str:
+    """The one folder whose bounding_box_train/, query/ and bounding_box_test/ are indexed."""
+    roots = _layout_roots(names)
+    with_images = {root: splits for root, splits in roots.items() if any(splits.values())}
+    candidates = with_images or roots  # folders without images still name the layout in errors
+    if subset is not None:
+        chosen = {root: splits for root, splits in candidates.items() if _in_subset(root, subset)}
+        if not chosen:
+            found = ", ".join(_shown(root) for root in sorted(candidates)) or "none"
+            raise MarketFormatError(
+                f"{zip_path}: dataset.subset is {subset!r} but no such folder holds {EXPECTED_LAYOUT}; "
+                f"folders that do: {found}"
+            )
+        candidates = chosen
+    if len(candidates) > 1:
+        listed = ", ".join(_shown(root) for root in sorted(candidates))
+        choices = sorted({root.rstrip("/").rpartition("/")[2] or "<zip root>" for root in candidates})
+        raise MarketFormatError(
+            f"{zip_path}: several folders hold {EXPECTED_LAYOUT}: {listed}; set dataset.subset to the one "
+            f"to index ({' or '.join(choices)}), e.g. -S dataset.subset={choices[0]}"
+        )
+    root = next(iter(candidates), "")
+    missing = [folder for folder, split in FOLDER_SPLITS.items() if split not in candidates.get(root, {})]
+    if missing:
+        where = f" in {root}" if root else ""
+        raise MarketFormatError(f"{zip_path}: missing folder(s) {', '.join(missing)}{where}; expected {EXPECTED_LAYOUT}")
+    return root
 
 
 def _read_names(zip_path: str) -> list[str]:
@@ -80,8 +126,14 @@ def _read_names(zip_path: str) -> list[str]:
         raise MarketFormatError(f"{exc}; expected a Market-1501-layout .zip") from exc
 
 
-def index_market_zip(zip_path: str | os.PathLike) -> pd.DataFrame:
+def index_market_zip(zip_path: str | os.PathLike, subset: str | None = None) -> pd.DataFrame:
     """List the usable images of a Market-1501-layout zip.
+
+    The zip holds ``bounding_box_train/``, ``query/`` and ``bounding_box_test/`` in one folder
+    (at its root or below). Where several folders hold them, as CUHK03-NP's ``detected/`` and
+    ``labeled/`` do, ``subset`` names the one to index (its last part, e.g. ``detected``, or a
+    longer ``cuhk03-np/detected``); without it that is an error listing the candidates.
+    Images are ``.jpg`` or ``.png`` files directly inside the three folders.
 
     Returns columns ``image`` (member path), ``pid``, ``camid`` (1-based), ``split``
     (train / query / gallery). Junk (pid -1) is dropped, distractors (pid 0) kept.
@@ -89,35 +141,25 @@ def index_market_zip(zip_path: str | os.PathLike) -> pd.DataFrame:
     """
     zip_path = os.fspath(zip_path)
     names = _read_names(zip_path)
-    missing = [f for f in SPLIT_FOLDERS.values() if f not in _folders_present(names)]
-    if missing:
-        raise MarketFormatError(
-            f"{zip_path}: missing folder(s) {', '.join(missing)}; expected "
-            f"bounding_box_train/, query/ and bounding_box_test/ (Market-1501 layout)"
-        )
+    root = _choose_root(zip_path, names, subset or None)
     rows = []
-    folders: dict[str, set[str]] = {split: set() for split in SPLIT_FOLDERS}
     for member in names:
-        found = _split_of(member)
-        if found is None:
+        if _is_ignored(member) or not member.startswith(root) or not member.lower().endswith(IMAGE_EXTENSIONS):
             continue
-        split, folder = found
-        folders[split].add(folder)
+        folder = member[len(root):].rpartition("/")[0]
+        split = FOLDER_SPLITS.get(folder)
+        if split is None:
+            continue
         try:
             pid, camid = parse_market_name(member)
         except ValueError as exc:
             raise MarketFormatError(f"{zip_path}: {exc}") from None
         if pid != JUNK_PID:
             rows.append((member, pid, camid, split))
-    for split, paths in folders.items():
-        if len(paths) > 1:
-            raise MarketFormatError(
-                f"{zip_path}: several {SPLIT_FOLDERS[split]}/ folders ({', '.join(sorted(paths))}); expected one"
-            )
     for split in SPLITS:
         if not any(row[3] == split for row in rows):
             raise MarketFormatError(
-                f"{zip_path}: folder {SPLIT_FOLDERS[split]}/ has no usable .jpg images "
+                f"{zip_path}: folder {root}{SPLIT_FOLDERS[split]}/ has no usable .jpg or .png images "
                 f"(expected person crops named {EXPECTED_NAME})"
             )
     return index_table(rows, sort_by_image=True)

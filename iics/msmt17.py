@@ -157,9 +157,11 @@ def index_msmt17_zip(zip_path: str | os.PathLike) -> pd.DataFrame:
     0 is a real identity, query/gallery pids are their own id space), ``camid`` (1-based,
     1..15) and ``split`` (train = list_train + list_val, query, gallery). Rows are ordered by
     split (train, query, gallery), then by member path. Zip members that no list mentions are
-    ignored. An extracted folder of the same layout is accepted too (paths are then relative
-    to it). Raises FileNotFoundError for a missing path and Msmt17FormatError (a ValueError,
-    one line starting with the path) for anything else that does not fit the layout.
+    ignored. Called directly, it also accepts the zip extracted into a folder (paths are then
+    relative to it); the extract stage does not: :func:`iics.datasets.index_dataset` passes the
+    one .zip in ``data/<name>/raw/``. Raises FileNotFoundError for a missing path and
+    Msmt17FormatError (a ValueError, one line starting with the path) for anything else that
+    does not fit the layout.
     """
     zip_path = os.fspath(zip_path)
     try:

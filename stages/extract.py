@@ -1,7 +1,8 @@
 """Stage `extract`: raw files -> prepared/index.csv + prepared/images.npy, and metrics/dataset.json.
 
 The raw folder holds an official zip (checked against its md5 and published counts), any
-Market-1501-layout zip, the MSMT17 V2 zip, or your own crops with images.csv (dataset.layout).
+Market-1501-layout zip (dataset.subset picks one folder of several, as in CUHK03-NP), the
+MSMT17 V2 zip, or your own crops with images.csv (dataset.layout).
 An interrupted run leaves no index.csv, so it is never mistaken for a complete one.
 """
 from __future__ import annotations
@@ -21,21 +22,25 @@ def main() -> None:
     (out / "index.csv").unlink(missing_ok=True)
     progress = show_progress()
     try:
-        source, index = index_dataset(dataset_dir(params) / "raw", dataset["name"], dataset["layout"], progress=progress)
+        source, index = index_dataset(
+            dataset_dir(params) / "raw", dataset["name"], dataset["layout"], progress=progress,
+            subset=dataset.get("subset"),
+        )
         build_image_cache(source, list(index["image"]), dataset["height"], dataset["width"], out / "images.npy", progress=progress)
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"extract: {exc}") from None
     write_index(index, out / "index.csv")
     summary = {
         "name": dataset["name"],
-        "splits": summarize(index),
+        "splits": summarize(index, dataset["layout"]),
         "evaluation": has_evaluation_split(index),
         "train_identities": has_train_identities(index),
     }
     write_json(METRICS / "dataset.json", summary)
     print(f"{dataset['name']} from {source.name}:")
     for split, counts in summary["splits"].items():
-        print(f"  {split:8s} {counts['images']:7d} images  {counts['ids']:6d} ids  {counts['cameras']:3d} cameras")
+        distractors = f"  ({counts['distractors']} distractor images, not an identity)" if counts.get("distractors") else ""
+        print(f"  {split:8s} {counts['images']:7d} images  {counts['ids']:6d} ids  {counts['cameras']:3d} cameras{distractors}")
     if not summary["evaluation"]:
         print("  no query/gallery with identities: the evaluate stages will record that nothing was evaluated")
 

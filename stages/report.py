@@ -1,13 +1,14 @@
 """Stage `report`: per-round curves (metrics/curves/*.csv) and the final metrics/eval.json.
 
-The final result is the LAST round's model: no round is selected on the test set.
+The final result is the LAST round's model: no round is selected on the test set. The eval
+curve holds exactly the rounds params.yaml's `evaluations` lists.
 """
 from __future__ import annotations
 
 import json
 
 import pandas as pd
-from common import METRICS, load_params, write_json
+from common import METRICS, load_params, round_position, write_json
 
 
 def read(round_id: str, name: str) -> dict:
@@ -31,10 +32,17 @@ def main() -> None:
             if "nmi" in values:
                 quality.append({"round": t, "stage": stage, **{k: values[k] for k in (
                     "nmi", "ari", "pairwise_precision", "pairwise_recall")}})
-    for round_id in ["init", *rounds]:
+    # Only the evaluations params.yaml lists: metrics/rounds/ may still hold the eval.json of a
+    # round an earlier schedule evaluated, which is no part of this run's curve.
+    for round_id in params["evaluations"]:
         values = read(round_id, "eval")
+        if not values:
+            raise SystemExit(
+                f"metrics/rounds/{round_id}/eval.json missing: params.yaml `evaluations` lists {round_id!r} "
+                f"(run its evaluate stage)"
+            )
         if values.get("evaluated"):
-            t = -1 if round_id == "init" else params["rounds"][round_id]["t"]
+            t = -1 if round_id == "init" else round_position(params, round_id)[0]
             scores.append({"round": t, **{k: v for k, v in values.items() if k != "evaluated"}})
     curves = METRICS / "curves"
     curves.mkdir(parents=True, exist_ok=True)

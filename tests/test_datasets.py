@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
+import pandas as pd
 import pytest
 from test_footage import make_footage
-from test_market import LAYOUT, make_zip
+from test_market import LAYOUT, cuhk03np_members, make_zip
 from test_msmt17 import make_msmt17_zip
 
 from iics import datasets
@@ -50,11 +51,28 @@ def test_official_release_passes_its_checks(tiny_market_release):
     raw, _ = tiny_market_release
     source, index = index_dataset(raw, "market1501", "market")
     assert source == raw / "Market-1501-v15.09.15.zip"
-    assert summarize(index) == {
-        "train": {"images": 2, "ids": 2, "cameras": 2},
-        "query": {"images": 1, "ids": 1, "cameras": 1},
-        "gallery": {"images": 2, "ids": 2, "cameras": 2},  # the distractor (pid 0) is kept; junk dropped
+    assert summarize(index, "market") == {
+        "train": {"images": 2, "ids": 2, "cameras": 2, "distractors": 0},
+        "query": {"images": 1, "ids": 1, "cameras": 1, "distractors": 0},
+        # the distractor (pid 0) is kept as an image but is no identity; junk (pid -1) is dropped
+        "gallery": {"images": 2, "ids": 1, "cameras": 2, "distractors": 1},
     }
+
+
+def test_distractors_are_no_identity_and_do_not_touch_the_train_count(tiny_market_release, monkeypatch):
+    """Market's gallery has 751 test identities plus pid 0 distractors; the published checks count
+    train identities (751), which hold no distractor, so they are unchanged."""
+    raw, release = tiny_market_release
+    _, index = index_dataset(raw, "market1501", "market")
+    extra = index[index["split"] == "gallery"].assign(image=lambda f: f["image"] + ".copy", pid=0)
+    with_more = pd.concat([index, extra], ignore_index=True)
+    gallery = summarize(with_more, "market")["gallery"]
+    assert (gallery["images"], gallery["ids"], gallery["distractors"]) == (4, 1, 3)
+    check_official_counts(with_more, dataclasses.replace(release, images={**release.images, "gallery": 4}), "x.zip")
+    monkeypatch.setitem(datasets.OFFICIAL, "market1501", dataclasses.replace(release, train_ids=3))
+    with pytest.raises(DatasetError, match="train identities expected 3, found 2"):
+        index_dataset(raw, "market1501", "market")
+    assert summarize(index, "csv")["gallery"] == {"images": 2, "ids": 2, "cameras": 2}  # pid 0 is a person there
 
 
 def test_wrong_md5_names_file_and_both_sums(tiny_market_release, monkeypatch):
@@ -99,10 +117,18 @@ def test_msmt17_release_counts(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match=r"MSMT17_V2.zip: does not match the published MSMT17 V2 release: train images expected 32621"):
         index_dataset(raw, "msmt17", "msmt17")
     source, index = index_dataset(raw, "msmt17_copy", "msmt17")  # any other name: no fixed counts
-    found = summarize(index)
-    release = dataclasses.replace(datasets.OFFICIAL["msmt17"], images={s: v["images"] for s, v in found.items()},
-                                  train_ids=found["train"]["ids"], cameras=int(index["camid"].nunique()))
+    # The tiny zip's own counts, written out: train = list_train + list_val (pids 0, 1, 2; in MSMT17
+    # pid 0 is a person), cameras 1, 3, 5, 7, 14, 15.
+    assert summarize(index, "msmt17") == {
+        "train": {"images": 5, "ids": 3, "cameras": 4},
+        "query": {"images": 2, "ids": 2, "cameras": 2},
+        "gallery": {"images": 3, "ids": 2, "cameras": 3},
+    }
+    release = dataclasses.replace(datasets.OFFICIAL["msmt17"], images={"train": 5, "query": 2, "gallery": 3},
+                                  train_ids=3, cameras=6)
     check_official_counts(index, release, str(source))
+    with pytest.raises(DatasetError, match=r"train identities expected 4, found 3; cameras expected 15, found 6"):
+        check_official_counts(index, dataclasses.replace(release, train_ids=4, cameras=15), str(source))
 
 
 def test_any_market_layout_zip_is_indexed_without_checks(tmp_path):
@@ -114,6 +140,39 @@ def test_any_market_layout_zip_is_indexed_without_checks(tmp_path):
     make_zip(raw / "second.zip", LAYOUT)
     with pytest.raises(DatasetError, match=r"raw: expected exactly one dataset .zip, found cuhk03-np.zip, second.zip"):
         index_dataset(raw, "cuhk03np", "market")
+
+
+def test_cuhk03np_zip_with_a_subset(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    make_zip(raw / "cuhk03-np.zip", cuhk03np_members())
+    with pytest.raises(ValueError, match=r"cuhk03-np.zip: several folders hold .*set dataset.subset"):
+        index_dataset(raw, "cuhk03np", "market")
+    source, index = index_dataset(raw, "cuhk03np", "market", subset="labeled")
+    assert source.name == "cuhk03-np.zip" and len(index) == 8
+    assert all(image.startswith("cuhk03-np/labeled/") and image.endswith(".png") for image in index["image"])
+    with pytest.raises(ValueError, match="set dataset.subset"):  # an empty value is no choice
+        index_dataset(raw, "cuhk03np", "market", subset="")
+
+
+def test_subset_is_for_the_market_layout_only(tmp_path):
+    make_msmt17_zip(tmp_path / "MSMT17_V2.zip")
+    with pytest.raises(DatasetError, match=r"dataset.subset is 'detected' but only the market layout has subsets; "
+                                           r"got dataset.layout 'msmt17'"):
+        index_dataset(tmp_path, "msmt17_copy", "msmt17", subset="detected")
+    assert len(index_dataset(tmp_path, "msmt17_copy", "msmt17", subset=None)[1]) == 10
+
+
+def test_zip_whose_queries_have_no_match_in_another_camera_is_rejected(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    members = {name.replace("0003_c4s1", "0003_c1s1"): data for name, data in LAYOUT.items()}  # match in the query's camera
+    make_zip(raw / "same_camera.zip", members)
+    with pytest.raises(DatasetError) as err:
+        index_dataset(raw, "mine", "market")
+    assert str(err.value) == (
+        f"{raw / 'same_camera.zip'}: 0 of 1 query images have a gallery image of the same pid from another "
+        f"camera; evaluation needs at least one (gallery images from the query's own camera are ignored)")
 
 
 @pytest.mark.parametrize("as_zip", [True, False])

@@ -136,6 +136,7 @@ def test_has_helpers_on_plain_frames():
     frame = expected_frame([("a", 1, 1, "train"), ("b", 2, 1, "query"), ("c", 2, 2, "gallery")])
     assert has_evaluation_split(frame) and has_train_identities(frame)
     assert not has_evaluation_split(frame[frame["split"] != "gallery"])
+    assert not has_evaluation_split(frame.assign(camid=1))  # the only match is in the query's camera
     assert not has_train_identities(frame[frame["split"] != "train"])
 
 
@@ -253,6 +254,24 @@ def test_query_without_gallery(tmp_path, present, absent):
     assert err.match(f"{present} rows but no {absent} rows; .* {absent} is missing")
 
 
+def test_queries_without_a_match_in_another_camera(tmp_path):
+    rows = [["image", "camid", "pid", "split"], ["a.jpg", "1", "", ""],
+            ["g1.jpg", "1", "5", "gallery"],   # pid 5's only gallery image is in camera 1
+            ["q1.jpg", "1", "5", "query"],
+            ["q2.jpg", "2", "6", "query"],     # pid 6 has no gallery image
+            ["g2.jpg", "2", "7", "gallery"],
+            ["q3.jpg", "2", "7", "query"]]     # pid 7's only gallery image is in camera 2
+    with raises_at(4) as err:
+        index_footage(*make_footage(tmp_path, rows))
+    assert err.match(r"0 of 3 query images have a gallery image of the same pid from another camera; "
+                     r"evaluation needs at least one")
+    check_one_line(err)
+    rows[2][1] = "3"  # now q1 has a match: enough to evaluate
+    fixed = tmp_path / "fixed"
+    fixed.mkdir()
+    assert has_evaluation_split(index_footage(*make_footage(fixed, rows)))
+
+
 @pytest.mark.parametrize("split", ["query", "gallery"])
 def test_evaluation_rows_need_pid(tmp_path, split):
     rows = [["image", "camid", "pid", "split"], ["a.jpg", "1", "", ""], ["b.jpg", "2", " ", split]]
@@ -279,11 +298,33 @@ def test_empty_file(tmp_path):
     assert err.match("empty file; expected a header row")
 
 
+def test_blank_first_line_is_a_missing_header_not_an_empty_file(tmp_path):
+    csv_text = "\nimage,camid\na.jpg,1\n"
+    with raises_at(1) as err:
+        index_footage(*make_footage(tmp_path, None, images=["a.jpg"], csv_text=csv_text))
+    assert err.match(r"line 1: no header on line 1 \(found a blank line\); expected a header row with columns image, camid")
+    assert "empty file" not in str(err.value)
+    check_one_line(err)
+
+
 def test_too_many_fields(tmp_path):
     rows = [["image", "camid"], ["a.jpg", "1"], ["b.jpg", "2", "3"]]
     with raises_at(3) as err:
         index_footage(*make_footage(tmp_path, rows, images=["a.jpg", "b.jpg"]))
     assert err.match("expected 2 comma-separated fields as in the header, found 3")
+
+
+@pytest.mark.parametrize("csv_text, line", [
+    ('image,camid\n"odd\nname.jpg",1\nb.jpg,2,3\n', 4),                 # pandas says record 3
+    ('image,camid\n\n"odd\nlong\nname.jpg",1\n\nb.jpg,2,3\n', 7),       # pandas says record 5
+    ('image,camid\na.jpg,1\n"odd\nname.jpg",2,3\n', 3),                 # the ragged row is the multi-line one
+])
+def test_ragged_row_after_multiline_cell_names_its_file_line(tmp_path, csv_text, line):
+    csv_path, images_path = make_footage(tmp_path, None, images=["a.jpg", "b.jpg"], csv_text=csv_text)
+    with raises_at(line) as err:
+        index_footage(csv_path, images_path)
+    assert err.match("expected 2 comma-separated fields as in the header, found 3")
+    check_one_line(err)
 
 
 def test_line_numbers_count_blank_and_multiline_cells(tmp_path):

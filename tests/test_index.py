@@ -7,8 +7,10 @@ from iics.index import (
     has_evaluation_split,
     has_train_identities,
     index_table,
+    matched_queries,
     read_index,
     split_rows,
+    unmatched_queries_problem,
     write_index,
 )
 
@@ -31,7 +33,7 @@ def test_camera_positions():
     assert list(cameras) == [1, 3, 6] and list(positions) == [1, 0, 1, 2]
 
 
-@pytest.mark.parametrize("query_pids", [(5, 6), (5, -1)])
+@pytest.mark.parametrize("query_pids", [(0, 6), (0, -1)])
 def test_read_index_round_trip_and_helpers_on_both_forms(tmp_path, query_pids):
     rows = [("c/b, x.jpg", 2, 1, "gallery"), ("a.jpg", 1, 3, "train"), ("q.jpg", query_pids[0], 1, "query"),
             ("t.jpg", -1, 2, "train"), ("q2.jpg", query_pids[1], 2, "query"), ("g.jpg", 0, 3, "gallery")]
@@ -46,3 +48,23 @@ def test_read_index_round_trip_and_helpers_on_both_forms(tmp_path, query_pids):
         np.testing.assert_array_equal(split_rows(arrays, split), split_rows(frame, split))
     assert has_evaluation_split(arrays) == has_evaluation_split(frame) == (query_pids[1] >= 0)
     assert has_train_identities(arrays) is has_train_identities(frame) is False  # t.jpg has no identity
+
+
+def test_a_query_matches_only_a_gallery_image_of_its_pid_from_another_camera():
+    rows = [("t.jpg", -1, 1, "train"),
+            ("q1.jpg", 4, 1, "query"),   # pid 4 is in the gallery, but only in camera 1
+            ("q2.jpg", 7, 2, "query"),   # pid 7 is in the gallery in cameras 2 and 3
+            ("q3.jpg", 9, 1, "query"),   # pid 9 is not in the gallery
+            ("g1.jpg", 4, 1, "gallery"), ("g2.jpg", 7, 2, "gallery"), ("g3.jpg", 7, 3, "gallery"),
+            ("g4.jpg", 0, 2, "gallery")]
+    frame = index_table(rows, sort_by_image=False)
+    assert matched_queries(frame).tolist() == [False, True, False]
+    assert has_evaluation_split(frame) and unmatched_queries_problem(frame) is None
+    unmatched = frame[frame["image"] != "g3.jpg"]
+    assert matched_queries(unmatched).tolist() == [False, False, False]
+    assert not has_evaluation_split(unmatched)
+    assert unmatched_queries_problem(unmatched) == (
+        "0 of 3 query images have a gallery image of the same pid from another camera; "
+        "evaluation needs at least one (gallery images from the query's own camera are ignored)")
+    train_only = frame[frame["split"] == "train"]
+    assert unmatched_queries_problem(train_only) is None and not has_evaluation_split(train_only)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from iics.image_cache import build_image_cache, load_image_cache
-from iics.market import index_market_zip, parse_market_name
+from iics.market import MarketFormatError, index_market_zip, parse_market_name
 
 
 def jpeg_bytes(colour=(200, 30, 40), size=(20, 40), mode="RGB") -> bytes:
@@ -57,6 +57,9 @@ LAYOUT = {
         ("0000_c6s1_000001_01.jpg", (0, 6)),
         ("Market/bounding_box_test/1501_c6s4_001877_02.jpg", (1501, 6)),
         ("0005_c2_f0046985.jpg", (5, 2)),
+        ("0002_c1s1_000451_03.png", (2, 1)),
+        ("cuhk03-np/detected/query/0003_c2_27.png", (3, 2)),  # CUHK03-NP names
+        ("0001_c1_1.PNG", (1, 1)),
     ],
 )
 def test_parse_market_name(name, expected):
@@ -64,7 +67,7 @@ def test_parse_market_name(name, expected):
 
 
 @pytest.mark.parametrize("name", ["Thumbs.db", "0002_1s1_000451_03.jpg", "abc_c1s1_000451_03.jpg",
-                                  "0002_c1s1_000451_03.png", "0002_c0s1_000451_03.jpg", "-2_c1s1_000001_01.jpg"])
+                                  "0002_c1s1_000451_03.gif", "0002_c0s1_000451_03.jpg", "-2_c1s1_000001_01.jpg"])
 def test_parse_market_name_rejects(name):
     with pytest.raises(ValueError) as err:
         parse_market_name(name)
@@ -141,6 +144,77 @@ def test_empty_split(tmp_path):
     members[TOP + "bounding_box_test/-1_c1s1_000001_01.jpg"] = jpeg_bytes()
     with pytest.raises(ValueError, match="bounding_box_test/ has no usable"):
         index_market_zip(make_zip(tmp_path / "empty.zip", members))
+
+
+def png_bytes(colour=(30, 200, 40), size=(20, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def cuhk03np_members(colours={"detected": (30, 200, 40), "labeled": (200, 30, 40)}) -> dict:
+    """A tiny zip in CUHK03-NP's layout: .png crops under cuhk03-np/detected/ and labeled/, each
+    with the three Market folders (two cameras, pids from 0001, no junk or distractors)."""
+    members = {"cuhk03-np/": b"", "cuhk03-np/README.md": b"CUHK03-NP"}
+    for subset, colour in colours.items():
+        image = png_bytes(colour)
+        for name in ("bounding_box_train/0001_c1_1.png", "bounding_box_train/0001_c2_6.png",
+                     "bounding_box_train/0002_c1_1.png", "query/0003_c1_22.png", "query/0003_c2_27.png",
+                     "bounding_box_test/0003_c1_21.png", "bounding_box_test/0003_c2_28.png",
+                     "bounding_box_test/0004_c2_30.png"):
+            members[f"cuhk03-np/{subset}/{name}"] = image
+    return members
+
+
+def test_cuhk03np_needs_a_subset_and_names_the_candidates(tmp_path):
+    zip_path = make_zip(tmp_path / "cuhk03-np.zip", cuhk03np_members())
+    with pytest.raises(MarketFormatError) as err:
+        index_market_zip(zip_path)
+    assert str(err.value) == (
+        f"{zip_path}: several folders hold bounding_box_train/, query/ and bounding_box_test/ (Market-1501 layout): "
+        f"cuhk03-np/detected/, cuhk03-np/labeled/; set dataset.subset to the one to index (detected or labeled), "
+        f"e.g. -S dataset.subset=detected")
+
+
+@pytest.mark.parametrize("subset, folder", [
+    ("detected", "cuhk03-np/detected/"), ("labeled", "cuhk03-np/labeled/"), ("cuhk03-np/labeled/", "cuhk03-np/labeled/"),
+])
+def test_cuhk03np_subset_is_indexed_and_decoded(tmp_path, subset, folder):
+    zip_path = make_zip(tmp_path / "cuhk03-np.zip", cuhk03np_members())
+    index = index_market_zip(zip_path, subset=subset)
+    assert all(image.startswith(folder) for image in index["image"])
+    assert list(index["split"]) == ["train"] * 3 + ["query"] * 2 + ["gallery"] * 3
+    assert list(index["pid"]) == [1, 1, 2, 3, 3, 3, 3, 4]
+    assert list(index["camid"]) == [1, 2, 1, 1, 2, 1, 2, 2]
+    build_image_cache(zip_path, list(index["image"]), 8, 4, tmp_path / "cache.npy", progress=False)
+    cache = load_image_cache(tmp_path / "cache.npy")
+    expected_red = 200 if "labeled" in folder else 30
+    assert cache.shape == (8, 8, 4, 3) and abs(int(cache[0, 4, 2, 0]) - expected_red) <= 2
+
+
+def test_unknown_subset_lists_the_folders_there_are(tmp_path):
+    zip_path = make_zip(tmp_path / "cuhk03-np.zip", cuhk03np_members())
+    with pytest.raises(MarketFormatError, match=r"cuhk03-np.zip: dataset.subset is 'detcted' but no such folder holds "
+                                                r".*; folders that do: cuhk03-np/detected/, cuhk03-np/labeled/$"):
+        index_market_zip(zip_path, subset="detcted")
+    with pytest.raises(MarketFormatError, match=r"dataset.subset is 'detected' .* folders that do: Market-1501-v15.09.15/$"):
+        index_market_zip(make_zip(tmp_path / "market.zip", LAYOUT), subset="detected")
+
+
+def test_one_subset_needs_no_choice_and_may_name_it(tmp_path):
+    members = cuhk03np_members({"detected": (30, 200, 40)})
+    zip_path = make_zip(tmp_path / "detected_only.zip", members)
+    assert len(index_market_zip(zip_path)) == len(index_market_zip(zip_path, subset="detected")) == 8
+    market = make_zip(tmp_path / "market.zip", LAYOUT)
+    assert index_market_zip(market, subset="Market-1501-v15.09.15").equals(index_market_zip(market))
+
+
+def test_subset_missing_a_folder(tmp_path):
+    members = {k: v for k, v in cuhk03np_members().items() if not k.startswith("cuhk03-np/labeled/query/")}
+    zip_path = make_zip(tmp_path / "cuhk03-np.zip", members)
+    with pytest.raises(MarketFormatError, match=r"missing folder\(s\) query in cuhk03-np/labeled/; expected"):
+        index_market_zip(zip_path, subset="labeled")
+    assert len(index_market_zip(zip_path, subset="detected")) == 8
 
 
 # --- image cache --------------------------------------------------------------------------

@@ -1,0 +1,56 @@
+"""iics.image_source on folders: symlinked images are read through their links, while names
+that leave the folder are refused whatever they point at."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_footage import image_bytes
+
+from iics.footage import index_footage
+from iics.image_cache import build_image_cache, load_image_cache
+from iics.image_source import ImageSource, SourceError
+
+
+@pytest.fixture
+def linked_folder(tmp_path):
+    """images/ holding one real image and two symlinks to images stored outside it."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "far.jpg").write_bytes(image_bytes("far.jpg", (10, 200, 30)))
+    (store / "secret.txt").write_text("outside the dataset")
+    folder = tmp_path / "images"
+    (folder / "cam2").mkdir(parents=True)
+    (folder / "near.jpg").write_bytes(image_bytes("near.jpg", (200, 10, 30)))
+    (folder / "cam2" / "linked.jpg").symlink_to(store / "far.jpg")  # absolute link target
+    (folder / "relative.jpg").symlink_to("../store/far.jpg")        # relative link target
+    return folder
+
+
+def test_symlinked_images_are_listed_and_read(linked_folder):
+    with ImageSource(linked_folder) as source:
+        assert source.names() == ["cam2/linked.jpg", "near.jpg", "relative.jpg"]
+        far = (linked_folder.parent / "store" / "far.jpg").read_bytes()
+        assert source.read("cam2/linked.jpg") == far and source.read("relative.jpg") == far
+
+
+@pytest.mark.parametrize("name", ["../store/secret.txt", "cam2/../../store/secret.txt", "", "cam2"])
+def test_names_leaving_the_folder_or_not_files_are_refused(linked_folder, name):
+    with ImageSource(linked_folder) as source, pytest.raises(SourceError, match="no file .* in the folder"):
+        source.read(name)
+
+
+def test_absolute_names_are_refused(linked_folder):
+    absolute = str(linked_folder.parent / "store" / "secret.txt")
+    with ImageSource(linked_folder) as source, pytest.raises(SourceError, match="expected a path relative to it"):
+        source.read(absolute)
+
+
+def test_footage_of_symlinked_images_extracts(linked_folder, tmp_path):
+    csv_path = tmp_path / "images.csv"
+    csv_path.write_text("image,camid\nnear.jpg,1\ncam2/linked.jpg,2\nrelative.jpg,2\n")
+    index = index_footage(csv_path, linked_folder)
+    build_image_cache(linked_folder, list(index["image"]), 12, 6, tmp_path / "images.npy", progress=False)
+    cache = load_image_cache(tmp_path / "images.npy")
+    assert cache.shape == (3, 12, 6, 3)
+    assert cache[1, 6, 3, 1] > 150 and cache[0, 6, 3, 0] > 150  # green (linked) and red (real) images
+    np.testing.assert_array_equal(cache[1], cache[2])

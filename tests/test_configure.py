@@ -78,7 +78,7 @@ def test_values_override_presets():
 
 def test_footage_preset_reads_a_csv_with_adaptive_clusters():
     config = composed("dataset=footage", "dataset.name=campus")
-    assert config["dataset"] == {"name": "campus", "layout": "csv", "height": 256, "width": 128}
+    assert config["dataset"] == {"name": "campus", "layout": "csv", "height": 256, "width": 128, "subset": None}
     assert config["clustering"]["method"] == "quantile"
 
 

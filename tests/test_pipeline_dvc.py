@@ -86,7 +86,7 @@ def test_own_footage_preset_without_test_split(tmp_path):
     out = run([dvc, "exp", "run", "-S", "dataset=footage", *[a for o in tiny for a in ("-S", o)]], tmp_path, env)
     assert "WARNING: model.weights is null" in out
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    assert params["dataset"] == {"name": "cams", "layout": "csv", "height": 32, "width": 16}
+    assert params["dataset"] == {"name": "cams", "layout": "csv", "height": 32, "width": 16, "subset": None}
     assert params["clustering"]["method"] == "quantile"
     dataset = json.loads((tmp_path / "metrics" / "dataset.json").read_text())
     assert dataset["splits"] == {"train": {"images": 32, "ids": 0, "cameras": 2}}

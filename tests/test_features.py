@@ -1,0 +1,31 @@
+"""Feature extraction over the image cache."""
+import numpy as np
+import pytest
+import torch
+
+from iics.features import extract_features
+from iics.models import build_backbone
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_backbone("resnet18").eval()
+
+
+def _images(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 32, 16, 3), dtype=np.uint8)
+
+
+def test_rows_of_a_memmap_give_the_features_of_the_copied_subset(model, tmp_path):
+    np.save(tmp_path / "images.npy", _images(11))
+    cache = np.load(tmp_path / "images.npy", mmap_mode="r")
+    rows = np.array([9, 2, 2, 7, 0, 10, 5])  # unsorted, one repeated; 7 rows in batches of 3
+    indexed = extract_features(model, cache, CPU, batch_size=3, progress=False, rows=rows)
+    copied = extract_features(model, cache[rows], CPU, batch_size=3, progress=False)
+    assert indexed.shape == (7, model.feature_dim)
+    assert torch.equal(indexed, copied)
+    with pytest.raises(ValueError, match="no images"):
+        extract_features(model, cache, CPU, progress=False, rows=np.array([], dtype=np.int64))

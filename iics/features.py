@@ -57,7 +57,9 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Ten
     """1 - cosine similarity between the rows of a and b (b = a when omitted)."""
     a = l2_normalize(a)
     b = a if b is None else l2_normalize(b)
-    return (1.0 - a @ b.T).clamp_(min=0.0)
+    # In place: at MSMT17's size (11,659 x 82,161) each matrix is 3.8 GB, and `1.0 - a @ b.T`
+    # would hold two. -s + 1 rounds exactly as 1 - s does, so the values are the same bits.
+    return (a @ b.T).neg_().add_(1.0).clamp_(min=0.0)
 
 
 @torch.no_grad()

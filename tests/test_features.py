@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from iics.features import extract_features
+from iics.features import cosine_distance, extract_features
 from iics.models import build_backbone
 
 CPU = torch.device("cpu")
@@ -29,3 +29,13 @@ def test_rows_of_a_memmap_give_the_features_of_the_copied_subset(model, tmp_path
     assert torch.equal(indexed, copied)
     with pytest.raises(ValueError, match="no images"):
         extract_features(model, cache, CPU, progress=False, rows=np.array([], dtype=np.int64))
+
+
+def test_cosine_distance_is_one_minus_cosine_bit_for_bit():
+    torch.manual_seed(0)
+    a = torch.randn(40, 8)
+    b = torch.cat([a[:10] * 3.0, torch.randn(30, 8)])  # some pairs at distance ~0, where rounding matters
+    an, bn = torch.nn.functional.normalize(a, dim=1), torch.nn.functional.normalize(b, dim=1)
+    assert torch.equal(cosine_distance(a, b), (1.0 - an @ bn.T).clamp_(min=0.0))
+    assert torch.equal(cosine_distance(a), (1.0 - an @ an.T).clamp_(min=0.0))
+    assert (cosine_distance(a).diagonal() < 1e-6).all()

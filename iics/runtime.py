@@ -32,7 +32,12 @@ def resolve_precision(name: str, device: torch.device) -> bool:
 
 
 def compute_context(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    """Autocast to bfloat16 on `device` when `bf16` (losses and norms stay float32), else nothing."""
+    """Autocast to bfloat16 on `device` when `bf16`, else nothing.
+
+    Autocast itself keeps only some operations float32. What else is float32 is the code's own
+    doing: the callers take losses on `.float()` logits and features, and AIBN2d upcasts its input
+    to compute its statistics. Other outputs, the heads' BatchNorm1d included, are bfloat16.
+    """
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 

@@ -14,7 +14,9 @@ from iics.sampling import per_camera_batches, pk_batches
 from iics.settings import Augment, Optimizer
 
 
-def _as_device_images(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+def _as_device_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The whole uint8 (N, H, W, 3) host array on `device`, where the batches are gathered and
+    augmented. A host array only: np.asarray cannot read a CUDA tensor."""
     return torch.as_tensor(np.asarray(images)).to(device)
 
 

@@ -29,8 +29,10 @@ def main() -> None:
     backbone, _ = load_backbone(round_dir(args.round) / "model.pt", params["model"]["backbone"])
     query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
     batch = params["features"]["batch_size"]
-    q = extract_features(backbone, images[query], device, batch, bf16=bf16, progress=show_progress(), desc="query")
-    g = extract_features(backbone, images[gallery], device, batch, bf16=bf16, progress=show_progress(), desc="gallery")
+    # The memmapped cache and row indices: each batch is read as it is needed, never the whole split.
+    q = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="query", rows=query)
+    g = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="gallery",
+                         rows=gallery)
     pids, cams = index["pid"], index["camid"]
     scores = evaluate(cosine_distance(q, g), pids[query], pids[gallery], cams[query], cams[gallery])
     scores = {"evaluated": True, **{k: round(float(v), 2) for k, v in scores.items()}}

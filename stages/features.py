@@ -23,7 +23,7 @@ def main() -> None:
     images = load_images(params)
     train = split_rows(load_index(params), "train")
     features = extract_features(
-        backbone, images[train], device, params["features"]["batch_size"], bf16=bf16, progress=show_progress()
+        backbone, images, device, params["features"]["batch_size"], bf16=bf16, progress=show_progress(), rows=train
     )
     np.save(round_dir(args.round) / "features.npy", l2_normalize(features).numpy().astype(np.float32))
 

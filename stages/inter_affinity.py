@@ -33,12 +33,12 @@ def main() -> None:
     index = load_index(params)
     train = split_rows(index, "train")
     _, camera_index = camera_positions(index["camid"][train])
-    images = load_images(params)[train]
+    images = load_images(params)
     model_path = round_dir(args.round) / "intra_model.pt"
     backbone, _ = load_backbone(model_path, params["model"]["backbone"])
     heads = load_heads(model_path, backbone.feature_dim)
     features = extract_features(backbone, images, device, params["features"]["batch_size"], bf16=bf16,
-                                progress=show_progress()).to(device)
+                                progress=show_progress(), rows=train).to(device)
     probabilities = camera_head_probabilities(features, heads, device)
     mu_t = mu_schedule(params["inter"]["mu"], t, total)
     # Affinity, re-ranking and (on CUDA) the linkage run on the device too.

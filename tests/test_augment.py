@@ -1,6 +1,15 @@
 import torch
 
-from iics.augment import ERASE_FILL, IMAGENET_MEAN, IMAGENET_STD, eval_transform, random_erasing, random_pad_crop, train_transform
+from iics.augment import (
+    ERASE_FILL,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    eval_transform,
+    random_erasing,
+    random_flip,
+    random_pad_crop,
+    train_transform,
+)
 
 
 def generator(seed=0):
@@ -54,3 +63,25 @@ def test_train_transform_is_seeded_and_shaped():
     b = train_transform(images, generator(5), pad=2)
     assert a.shape == (6, 3, 16, 8) and a.dtype == torch.float32
     assert torch.equal(a, b)
+
+
+def test_random_flip_mirrors_the_images_its_draws_pick():
+    x = torch.arange(40 * 2 * 3 * 4, dtype=torch.float32).view(40, 2, 3, 4)
+    assert torch.equal(random_flip(x, generator(), p=0.0), x)
+    assert torch.equal(random_flip(x, generator(), p=1.0), x.flip(-1))
+    out = random_flip(x, generator(2), p=0.5)
+    chosen = torch.rand(40, generator=generator(2)) < 0.5
+    assert 0 < int(chosen.sum()) < 40
+    assert torch.equal(out[chosen], x[chosen].flip(-1))
+    assert torch.equal(out[~chosen], x[~chosen])
+
+
+def test_erasing_comes_after_normalisation():
+    """The fill constants are values of the normalised image (as in the reference), so they appear
+    as they are in the output; erased before normalising they would come out rescaled."""
+    images = torch.randint(0, 256, (32, 16, 8, 3), dtype=torch.uint8)
+    out = train_transform(images, generator(4), pad=0, flip_p=0.0, erasing_p=1.0)
+    changed = (out != eval_transform(images)).any(dim=1)  # (N, H, W)
+    assert changed.any(dim=(1, 2)).float().mean() > 0.9
+    fill = torch.tensor(ERASE_FILL).view(3, 1)
+    assert torch.equal(out.permute(1, 0, 2, 3)[:, changed], fill.expand(3, int(changed.sum())))

@@ -10,13 +10,21 @@ def test_checkpoint_round_trip_with_heads(tmp_path):
     torch.manual_seed(0)
     model = build_backbone("resnet18")
     heads = [ClassifierHead(model.feature_dim, 3), ClassifierHead(model.feature_dim, 5)]
+    for head in heads:  # away from the values a fresh head is built with, so loading has to restore them
+        head.train()(torch.randn(8, model.feature_dim))
+        torch.nn.init.uniform_(head.bn.weight, 0.5, 1.5)
     save_backbone(model, "resnet18", tmp_path / "m.pt", heads=heads)
     loaded, name = load_backbone(tmp_path / "m.pt", "resnet18")
     assert name == "resnet18"
     x = torch.randn(2, 3, 32, 16)
     model.eval(), loaded.eval()
     assert torch.allclose(model(x), loaded(x))
-    assert [h.classifier.out_features for h in load_heads(tmp_path / "m.pt", model.feature_dim)] == [3, 5]
+    loaded_heads = load_heads(tmp_path / "m.pt", model.feature_dim)
+    assert [h.classifier.out_features for h in loaded_heads] == [3, 5]
+    for saved, restored in zip(heads, loaded_heads):
+        expected, got = saved.state_dict(), restored.state_dict()
+        assert expected.keys() == got.keys()
+        assert all(torch.equal(expected[k], got[k]) for k in expected)
     with pytest.raises(ValueError, match="resnet50"):
         load_backbone(tmp_path / "m.pt", "resnet50")
     save_backbone(model, "resnet18", tmp_path / "plain.pt")

@@ -1,9 +1,19 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
+from iics.augment import eval_transform
 from iics.losses import batch_hard_triplet
+from iics.models import ClassifierHead
+from iics.models.aibn import AIBN2d
 from iics.sampling import per_camera_batches, pk_batches
+from iics.settings import Augment, Optimizer
+from iics.training import train_intra_camera
+
+CPU = torch.device("cpu")
 
 
 def test_batch_hard_triplet_matches_loop_reference():
@@ -51,3 +61,66 @@ def test_pk_batches_shape_and_replacement():
         assert len(set(ids)) == 2 and all((ids == i).sum() == 4 for i in set(ids))
     with pytest.raises(ValueError, match="pseudo-identities"):
         pk_batches(labels, 16, 4, np.random.default_rng(0))
+
+
+class TinyBackbone(nn.Module):
+    """Conv, BatchNorm2d, AIBN2d, average pool: both kinds of running statistics, in microseconds."""
+
+    feature_dim = 4
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.aibn = AIBN2d(4)
+        self.alpha = nn.Parameter(torch.full((1,), 0.1))
+
+    def forward(self, x):
+        return self.aibn(self.bn(self.conv(x)), self.alpha).mean(dim=(2, 3))
+
+
+def _running_statistics(model):
+    return torch.cat([model.bn.running_mean, model.bn.running_var, model.aibn.running_mean, model.aibn.running_var])
+
+
+def test_intra_step_keeps_batch_statistics_per_camera():
+    """One intra step (3 cameras, one batch each) leaves the running statistics of sequential
+    per-camera forwards, not those of one forward over all cameras at once."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    camera = np.repeat(np.arange(3), 4)
+    labels = np.tile([0, 0, 1, 1], 3)
+    brightness = np.array([30, 120, 220])[camera]  # cameras far apart, so pooled statistics differ
+    images = np.clip(brightness[:, None, None, None] + rng.integers(-25, 26, size=(12, 8, 4, 3)), 0, 255).astype(np.uint8)
+    backbone = TinyBackbone()
+    start = copy.deepcopy(backbone)
+    heads = [ClassifierHead(4, 2) for _ in range(3)]
+    train_intra_camera(
+        backbone, heads, images, camera, labels, epochs=1, batch_per_camera=4, optimizer=Optimizer(lr=0.1),
+        augment=Augment(pad=0, flip_p=0.0, erasing_p=0.0), device=CPU, seed=7, progress=False,
+    )
+    # The same batches as the step drew (one iteration: each camera's 4 images, in its order).
+    (batch,) = per_camera_batches(camera, 4, np.random.default_rng(7))
+    pixels = torch.from_numpy(images)
+    sequential, together = copy.deepcopy(start).train(), copy.deepcopy(start).train()
+    with torch.no_grad():
+        for idx in batch:
+            sequential(eval_transform(pixels[idx]))
+        together(eval_transform(pixels[np.concatenate(batch)]))
+    assert int(backbone.bn.num_batches_tracked) == 3
+    torch.testing.assert_close(_running_statistics(backbone), _running_statistics(sequential), rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(_running_statistics(backbone), _running_statistics(together), rtol=1e-3, atol=1e-3)
+
+
+def test_optimizer_groups_scale_the_backbone_lr_and_leave_out_the_frozen_head_bias():
+    backbone = TinyBackbone()
+    heads = [ClassifierHead(4, 3), ClassifierHead(4, 5)]
+    sgd = Optimizer(lr=0.01, backbone_lr_scale=0.1, momentum=0.8, weight_decay=1e-3).build(backbone, heads)
+    backbone_group, head_group = sgd.param_groups
+    assert backbone_group["lr"] == pytest.approx(0.001) and head_group["lr"] == pytest.approx(0.01)
+    assert all(g["momentum"] == 0.8 and g["weight_decay"] == 1e-3 for g in sgd.param_groups)
+    ids = lambda params: {id(p) for p in params}  # noqa: E731
+    assert ids(backbone_group["params"]) == ids(backbone.parameters())
+    assert ids(head_group["params"]) == ids(p for h in heads for p in (h.bn.weight, h.classifier.weight))
+    grouped = ids(p for g in sgd.param_groups for p in g["params"])
+    assert not grouped & ids(h.bn.bias for h in heads)  # frozen at 0: in no group, so weight decay never moves it

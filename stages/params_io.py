@@ -7,16 +7,24 @@ from iics.runtime import resolve_device, resolve_precision
 from iics.settings import Augment, ClusterCut, Optimizer, Reranking
 
 
+def _checked(make, *args, **kwargs):
+    """A settings object, or a one-line exit naming params.yaml when a value is out of range."""
+    try:
+        return make(*args, **kwargs)
+    except ValueError as error:
+        raise SystemExit(f"params.yaml: {error}") from None
+
+
 def _cut(params: dict, stage: str) -> ClusterCut:
     c = params["clustering"]
     method = c["method"]
     if method == "count":
-        return ClusterCut("count", c[f"{stage}_count"])
+        return _checked(ClusterCut, "count", c[f"{stage}_count"])
     if method == "quantile":
-        return ClusterCut("quantile", c[f"{stage}_quantile"])
+        return _checked(ClusterCut, "quantile", c[f"{stage}_quantile"])
     if method == "threshold":
         override = c.get(f"{stage}_threshold")
-        return ClusterCut("threshold", c["threshold"] if override is None else override)
+        return _checked(ClusterCut, "threshold", c["threshold"] if override is None else override)
     raise SystemExit(f"params.yaml: clustering.method must be count, quantile or threshold, got {method!r}")
 
 
@@ -30,19 +38,19 @@ def inter_cut(params: dict) -> ClusterCut:
 
 def reranking(params: dict) -> Reranking:
     r = params["clustering"]["rerank"]
-    return Reranking(k1=r["k1"], k2=r["k2"], lambda_value=r["lambda"])
+    return _checked(Reranking, k1=r["k1"], k2=r["k2"], lambda_value=r["lambda"])
 
 
 def optimizer(group: dict) -> Optimizer:
-    return Optimizer(
-        lr=group["lr"], backbone_lr_scale=group["backbone_lr_scale"],
+    return _checked(
+        Optimizer, lr=group["lr"], backbone_lr_scale=group["backbone_lr_scale"],
         momentum=group["momentum"], weight_decay=group["weight_decay"],
     )
 
 
 def augment(params: dict) -> Augment:
     a = params["augment"]
-    return Augment(pad=a["pad"], flip_p=a["flip_p"], erasing_p=a["erasing_p"])
+    return _checked(Augment, pad=a["pad"], flip_p=a["flip_p"], erasing_p=a["erasing_p"])
 
 
 def device_and_precision(params: dict) -> tuple[torch.device, bool]:

@@ -36,8 +36,8 @@ def main() -> None:
     shown = query[chosen]
     backbone, _ = load_backbone(round_dir(args.round) / "model.pt", params["model"]["backbone"])
     batch = params["features"]["batch_size"]
-    q = extract_features(backbone, images[shown], device, batch, bf16=bf16, progress=show_progress(), desc="query")
-    g = extract_features(backbone, images[gallery], device, batch, bf16=bf16, progress=show_progress(), desc="gallery")
+    q = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="query", rows=shown)
+    g = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="gallery", rows=gallery)
     ranking = rank_gallery(cosine_distance(q, g).numpy(), range(len(shown)), pids[shown], cams[shown],
                            pids[gallery], cams[gallery], settings["top_k"])
     save_ranking(images[shown], images[gallery[ranking.gallery]], ranking.correct, ranking.distances, OUTPUT)

@@ -53,3 +53,19 @@ def test_augment_out_of_range(kwargs, message):
 def test_reranking_out_of_range(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Reranking(**kwargs)
+
+
+def test_stage_settings_from_params_exit_with_one_line_naming_params_yaml():
+    """A stage turns an out-of-range value into one line naming params.yaml, not a traceback."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stages"))
+    from params_io import augment, optimizer, reranking
+
+    with pytest.raises(SystemExit, match=r"^params.yaml: augment erasing_p must be a probability in \[0, 1\], got 1.5$"):
+        augment({"augment": {"pad": 10, "flip_p": 0.5, "erasing_p": 1.5}})
+    with pytest.raises(SystemExit, match=r"^params.yaml: rerank k1 must be an integer >= 1, got 0$"):
+        reranking({"clustering": {"rerank": {"k1": 0, "k2": 6, "lambda": 0.3}}})
+    with pytest.raises(SystemExit, match="^params.yaml: .*lr"):
+        optimizer({"lr": -0.1, "backbone_lr_scale": 0.1, "momentum": 0.9, "weight_decay": 5e-4})

@@ -133,6 +133,5 @@ def test_nan_anywhere_is_an_error_also_in_a_later_chunk(monkeypatch):
     monkeypatch.setattr(evaluation, "MAX_CHUNK_ELEMENTS", 4)  # one query row per chunk
     dist = np.random.default_rng(0).random((3, 4))
     dist[2, 1] = np.nan
-    pids, cams = np.array([1, 2, 3]), np.array([1, 1, 1])
     with pytest.raises(ValueError, match="distmat contains NaN"):
-        evaluate(dist, pids, cams, np.array([1, 2, 3, 4]), np.array([2, 2, 2, 2]))
+        evaluate(dist, np.array([1, 2, 3]), np.array([1, 2, 3, 4]), np.ones(3), np.full(4, 2))

@@ -79,6 +79,13 @@ def average_linkage_merges(
         distances = rows[:, kept]
         distances[:, new_slot[first]] = rows[:, first] * weight_first + rows[:, second] * weight_second
         del rows
+        # Between two clusters merged in this step the row and column updates round in different
+        # orders, which leaves the matrix asymmetric by an ulp; every other entry is the same product
+        # either way. Keep the upper triangle (the lower slot's row) of that block on both sides.
+        merged = new_slot[first][:, None], new_slot[first][None, :]  # ascending slots
+        block = distances[merged]
+        distances[merged] = block.triu().add_(block.triu(1).T)
+        del block
         sizes[first] = merged_size
         sizes, leaf = sizes[kept], leaf[kept]
     if not found_a:

@@ -3,8 +3,9 @@ threshold or quantile.
 
 Where the matrix is a CUDA tensor the tree is built on the GPU by merging reciprocal-nearest
 pairs in parallel (`iics.reciprocal_linkage`); anywhere else by scipy's nearest-neighbour chain
-on the host, which is the faster of the two on a CPU. Both build the same tree, so the labels
-agree (tests compare them on random matrices).
+on the host, which is the faster of the two on a CPU. Both build the same tree up to exact ties in
+the distances (with exact ties the trees may differ), so the labels agree (tests compare them on
+random matrices).
 """
 
 from __future__ import annotations
@@ -55,8 +56,15 @@ def quantile_threshold(dist, q: float) -> float:
     return _condensed_quantile(_upper_triangle(_square(dist)), _checked_quantile(q))
 
 
-def count_for_camera(n_images: int, n_clusters: int) -> int:
-    """Cluster count for one camera: ``n_clusters`` if ``n_images > n_clusters``, else ``max(1, n_images // 2)``."""
+def capped_cluster_count(n_images: int, n_clusters: int) -> int:
+    """The count cut for a set of ``n_images`` (one camera's images, or all of them for the
+    inter-camera cut) asked for ``n_clusters``: ``n_clusters`` if ``n_images > n_clusters``, else
+    ``max(1, n_images // 2)``.
+
+    Deliberately different from the reference (ALGORITHM.md), which halves only when
+    ``n_images < n_clusters``: with ``n_images == n_clusters`` its rule keeps ``n_clusters``, so every
+    image would be its own cluster and the set would give no pseudo-label signal.
+    """
     n_images, n_clusters = int(n_images), int(n_clusters)
     return n_clusters if n_images > n_clusters else max(1, n_images // 2)
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from iics.affinity import inter_camera_distance
-from iics.cluster import agglomerative, count_for_camera
+from iics.cluster import agglomerative, capped_cluster_count
 from iics.features import cosine_distance
 from iics.rerank import k_reciprocal
 from iics.settings import ClusterCut, Reranking
@@ -32,7 +32,7 @@ def cluster_distances(dist: torch.Tensor, cut: ClusterCut, rerank: Reranking) ->
     reranked = k_reciprocal(dist, rerank.k1, rerank.k2, rerank.lambda_value)  # on dist's device
     del dist
     if cut.method == "count":
-        return agglomerative(reranked, n_clusters=count_for_camera(n, int(cut.value)))
+        return agglomerative(reranked, n_clusters=capped_cluster_count(n, int(cut.value)))
     if cut.method == "quantile":
         return agglomerative(reranked, quantile=cut.value)
     return agglomerative(reranked, threshold=cut.value)

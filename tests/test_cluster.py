@@ -5,7 +5,13 @@ import pytest
 import torch
 from sklearn.cluster import AgglomerativeClustering
 
-from iics.cluster import _cut_on_device, _labels_from_merges, agglomerative, count_for_camera, quantile_threshold
+from iics.cluster import (
+    _cut_on_device,
+    _labels_from_merges,
+    agglomerative,
+    capped_cluster_count,
+    quantile_threshold,
+)
 from iics.reciprocal_linkage import average_linkage_merges
 
 
@@ -103,11 +109,11 @@ def test_quantile_cut_is_the_threshold_cut_at_that_quantile(q):
         assert 1 < len(np.unique(expected)) < 50  # a cut that tells wrong thresholds apart
 
 
-def test_count_for_camera():
-    assert count_for_camera(100, 30) == 30
-    assert count_for_camera(30, 30) == 15
-    assert count_for_camera(7, 30) == 3
-    assert count_for_camera(1, 30) == 1
+def test_capped_cluster_count():
+    assert capped_cluster_count(100, 30) == 30
+    assert capped_cluster_count(30, 30) == 15  # n == K halves too (the reference would not)
+    assert capped_cluster_count(7, 30) == 3
+    assert capped_cluster_count(1, 30) == 1
 
 
 def test_errors():

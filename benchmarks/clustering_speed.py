@@ -41,7 +41,7 @@ from measure import git_commit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from iics.affinity import inter_camera_distance  # noqa: E402
-from iics.cluster import agglomerative, count_for_camera  # noqa: E402
+from iics.cluster import agglomerative, capped_cluster_count  # noqa: E402
 from iics.features import cosine_distance  # noqa: E402
 from iics.rerank import k_reciprocal  # noqa: E402
 from iics.runtime import resolve_device  # noqa: E402
@@ -126,7 +126,7 @@ def main() -> None:
         members = torch.as_tensor(np.flatnonzero(cams == cam), device=device)
         reranked, seconds = timed(device, lambda f: k_reciprocal(cosine_distance(f)), features[members])
         rerank_s += seconds
-        _, seconds = timed(device, agglomerative, reranked, count_for_camera(len(reranked), INTRA_COUNT))
+        _, seconds = timed(device, agglomerative, reranked, capped_cluster_count(len(reranked), INTRA_COUNT))
         linkage_s += seconds
     report("intra re-ranking (all cameras)", rerank_s)
     report("intra linkage (all cameras)", linkage_s)

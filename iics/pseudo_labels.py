@@ -14,20 +14,25 @@ import numpy as np
 import torch
 
 from iics.affinity import inter_camera_distance
-from iics.cluster import agglomerative, count_for_camera
+from iics.cluster import agglomerative, capped_cluster_count
 from iics.features import cosine_distance
 from iics.rerank import k_reciprocal
 from iics.settings import ClusterCut, Reranking
 
 
 def cluster_distances(dist: torch.Tensor, cut: ClusterCut, rerank: Reranking) -> np.ndarray:
-    """Re-rank a square distance matrix and cut its average-linkage tree; returns labels."""
+    """Re-rank a square distance matrix and cut its average-linkage tree; returns labels.
+
+    Pass ``dist`` without keeping a reference to it: it is released once re-ranked, so it is not
+    held through the linkage (4.3 GB float32 at MSMT17 scale, 32,621 images).
+    """
     n = dist.shape[0]
     if n == 1:
         return np.zeros(1, dtype=np.int64)
     reranked = k_reciprocal(dist, rerank.k1, rerank.k2, rerank.lambda_value)  # on dist's device
+    del dist
     if cut.method == "count":
-        return agglomerative(reranked, n_clusters=count_for_camera(n, int(cut.value)))
+        return agglomerative(reranked, n_clusters=capped_cluster_count(n, int(cut.value)))
     if cut.method == "quantile":
         return agglomerative(reranked, quantile=cut.value)
     return agglomerative(reranked, threshold=cut.value)
@@ -53,5 +58,10 @@ def inter_camera_labels(
     rerank: Reranking,
 ) -> np.ndarray:
     """Cluster all images on (1 - cosine) - mu_t * Jaccard(classifier outputs) across cameras."""
-    dist = inter_camera_distance(features, probabilities, torch.as_tensor(camera_index), mu_t)
-    return cluster_distances(torch.as_tensor(dist), cut, rerank)
+    # No local name for the distance matrix: cluster_distances holds the only reference and drops
+    # it after re-ranking.
+    return cluster_distances(
+        torch.as_tensor(inter_camera_distance(features, probabilities, torch.as_tensor(camera_index), mu_t)),
+        cut,
+        rerank,
+    )

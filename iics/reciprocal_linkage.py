@@ -11,8 +11,15 @@ instead of n - 1 iterations of a Python or C loop.
 
 Heights are computed in float64 with the same Lance-Williams update as scipy (the size-weighted
 mean of the two merged rows), so they agree with scipy's to rounding; where two heights tie
-exactly the order of those merges may differ. Memory: about two float64 n x n matrices at the
-first step (the distances and the merged rows), 8.5 GB each at 32,621 images.
+exactly the order of those merges may differ.
+
+Memory, besides the caller's input: at the start the mirrored copy in the input's dtype, a boolean
+n x n mask and the float64 n x n distances. Then, in a step with ``a`` active clusters of which
+``f`` reciprocal pairs merge, the row update holds the ``a x a`` distances, the ``(a - f) x a`` kept
+rows and three ``f x a`` temporaries of the merged-row expression: ``2 a^2 + 2 f a`` float64 (at
+most ``3 a^2``, when every cluster merges); the column update holds less. The first step is the
+largest: on re-ranked distances of clustered features ``f`` is about 0.27 to 0.29 n there (over half
+of the rows merge), about 2.6 n^2 float64, 22 GB at 32,621 images (8.5 GB per n x n float64).
 """
 from __future__ import annotations
 
@@ -72,6 +79,13 @@ def average_linkage_merges(
         distances = rows[:, kept]
         distances[:, new_slot[first]] = rows[:, first] * weight_first + rows[:, second] * weight_second
         del rows
+        # Between two clusters merged in this step the row and column updates round in different
+        # orders, which leaves the matrix asymmetric by an ulp; every other entry is the same product
+        # either way. Keep the upper triangle (the lower slot's row) of that block on both sides.
+        merged = new_slot[first][:, None], new_slot[first][None, :]  # ascending slots
+        block = distances[merged]
+        distances[merged] = block.triu().add_(block.triu(1).T)
+        del block
         sizes[first] = merged_size
         sizes, leaf = sizes[kept], leaf[kept]
     if not found_a:

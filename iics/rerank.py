@@ -155,7 +155,10 @@ def _jaccard_combine(D, rows, cols, vals, VT, lambda_value: float) -> torch.Tens
         torch.minimum(g, vals[a:b].unsqueeze(1), out=g)
         smin = torch.zeros((e - s, n), dtype=torch.float32, device=D.device)
         smin.index_add_(0, rows[a:b] - s, g)
-        jac = 1.0 - smin / (2.0 - smin)
+        # The reference sets negative Jaccard distances to 0: where two rows of V coincide (exact
+        # duplicates, or the same k2 neighbours after query expansion) the min-sum can exceed 1
+        # by rounding, and 1 - s / (2 - s) comes out at about -1e-7.
+        jac = (1.0 - smin / (2.0 - smin)).clamp_(min=0.0)
         D[s:e].mul_(lambda_value).add_(jac, alpha=1.0 - lambda_value)
         s = e
     return D
@@ -167,7 +170,8 @@ def k_reciprocal(dist, k1: int = 20, k2: int = 6, lambda_value: float = 0.3):
     numpy in -> numpy out; torch in -> torch out on the same device. ``k1`` is capped
     at ``n - 1`` and ``k2`` at ``n``; the half-size neighbourhood uses
     ``round(k1 / 2)`` (half to even, after capping). ``k2 == 1`` disables query
-    expansion. A row with an empty reciprocal set gets an all-zero V row (Jaccard 1).
+    expansion. A row with an empty reciprocal set gets an all-zero V row (Jaccard 1). Jaccard
+    distances are clamped at 0, as in the reference.
     """
     is_torch = isinstance(dist, torch.Tensor)
     d = dist.detach() if is_torch else torch.from_numpy(np.ascontiguousarray(dist))

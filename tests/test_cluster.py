@@ -5,7 +5,13 @@ import pytest
 import torch
 from sklearn.cluster import AgglomerativeClustering
 
-from iics.cluster import _cut_on_device, _labels_from_merges, agglomerative, count_for_camera, quantile_threshold
+from iics.cluster import (
+    _cut_on_device,
+    _labels_from_merges,
+    agglomerative,
+    capped_cluster_count,
+    quantile_threshold,
+)
 from iics.reciprocal_linkage import average_linkage_merges
 
 
@@ -103,11 +109,11 @@ def test_quantile_cut_is_the_threshold_cut_at_that_quantile(q):
         assert 1 < len(np.unique(expected)) < 50  # a cut that tells wrong thresholds apart
 
 
-def test_count_for_camera():
-    assert count_for_camera(100, 30) == 30
-    assert count_for_camera(30, 30) == 15
-    assert count_for_camera(7, 30) == 3
-    assert count_for_camera(1, 30) == 1
+def test_capped_cluster_count():
+    assert capped_cluster_count(100, 30) == 30
+    assert capped_cluster_count(30, 30) == 15  # n == K halves too (the reference would not)
+    assert capped_cluster_count(7, 30) == 3
+    assert capped_cluster_count(1, 30) == 1
 
 
 def test_errors():
@@ -207,3 +213,85 @@ def test_device_cut_edge_cases():
     np.testing.assert_array_equal(device_cut(bad, n_clusters=2), [0, 1, 0, 1])
     with pytest.raises(ValueError, match="non-zero"):
         device_cut(torch.zeros(3, 3), quantile=0.5)
+
+
+# The device quantile (a chunked copy of the non-zero upper triangle, then a sort of a sampled
+# bracket, or torch.kthvalue) against a plain NumPy reference.
+
+
+def numpy_quantile(d, q):
+    """The spec's rule, written out: position round(q * m) (clamped) of the sorted non-zero upper entries."""
+    upper = np.asarray(d)[np.triu_indices(len(d), 1)]
+    values = np.sort(upper[upper != 0])
+    return float(values[min(max(round(q * len(values)), 0), len(values) - 1)])
+
+
+def tied_distances(n, seed):
+    """Asymmetric matrix of few distinct values (many exact ties), zeros included, some negative."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(-1, 6, (n, n), generator=g).float() / 4).clamp_min_(-0.25)
+
+
+QUANTILES = (0.0, 0.0017, 0.0025, 0.01, 0.1, 0.37, 0.5, 0.9, 0.999, 1.0)
+
+
+@pytest.mark.parametrize("bounds", ["defaults", "tiny"])
+def test_device_quantile_is_the_numpy_reference(monkeypatch, bounds):
+    from iics import cluster
+
+    if bounds == "tiny":  # the sampled bracket and the kthvalue fallback instead of one sort
+        monkeypatch.setattr(cluster, "QUANTILE_CHUNK_ELEMENTS", 1)  # one row at a time
+        monkeypatch.setattr(cluster, "QUANTILE_SORT_ELEMENTS", 200)
+    fallbacks = []
+    kthvalue = torch.kthvalue
+
+    def counted_kthvalue(*args, **kwargs):
+        fallbacks.append(args)
+        return kthvalue(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "kthvalue", counted_kthvalue)
+    inputs = [tied_distances(n, seed) for n, seed in [(2, 0), (5, 1), (60, 2), (90, 3)]]
+    inputs += [clustered_distances(n, seed, asymmetric=True) for n, seed in [(70, 4), (120, 5)]]
+    rows, cols = np.triu_indices(120, 1)
+    inputs[-1][rows[:300], cols[:300]] = 0.0  # the first rows' upper entries: zeros, left out
+    for sample, margin in [(1 << 20, 1 / 256), (64, 1 / 16), (64, 0.0), (8, 1.0)]:
+        monkeypatch.setattr(cluster, "QUANTILE_SAMPLE", sample)
+        monkeypatch.setattr(cluster, "QUANTILE_MARGIN", margin)
+        for d in inputs:
+            for q in QUANTILES:
+                expected = numpy_quantile(d.numpy(), q)
+                assert quantile_threshold(d, q) == expected
+                assert cluster._device_quantile(d, q) == expected, (len(d), sample, margin, q)
+                np.testing.assert_array_equal(
+                    device_cut(d, quantile=q), device_cut(d, threshold=expected), err_msg=f"{len(d)} {q}"
+                )
+    assert (len(fallbacks) > 0) == (bounds == "tiny")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_device_quantile_cut_equals_host_cut_with_zeros(monkeypatch, seed):
+    from iics import cluster
+
+    monkeypatch.setattr(cluster, "QUANTILE_SORT_ELEMENTS", 500)
+    monkeypatch.setattr(cluster, "QUANTILE_SAMPLE", 128)
+    d = clustered_distances(150, seed)
+    d[10, 11] = d[11, 10] = d[40, 90] = d[90, 40] = 0.0
+    for q in QUANTILES:
+        np.testing.assert_array_equal(device_cut(d, quantile=q), agglomerative(d.numpy(), quantile=q), err_msg=str(q))
+
+
+def test_parallel_merges_keep_the_matrix_exactly_symmetric(monkeypatch):
+    """Where two pairs merge in one step their row and column updates round differently; the
+    linkage must mirror that block, or the reciprocal-pair search runs on an asymmetric matrix."""
+    fill_diagonal = torch.Tensor.fill_diagonal_
+    symmetric = []
+
+    def check_then_fill(self, value, wrap=False):
+        if value == float("inf"):  # the start of a step
+            symmetric.append(torch.equal(self, self.T))
+        return fill_diagonal(self, value, wrap)
+
+    monkeypatch.setattr(torch.Tensor, "fill_diagonal_", check_then_fill)
+    for n, seed in [(240, 0), (300, 3)]:
+        average_linkage_merges(clustered_distances(n, seed, asymmetric=True))
+    assert len(symmetric) > 20 and all(symmetric)

@@ -3,7 +3,10 @@ import numpy as np
 import pytest
 import torch
 
+from iics.cluster import agglomerative
+from iics.features import cosine_distance
 from iics.pseudo_labels import inter_camera_labels, intra_camera_labels
+from iics.rerank import k_reciprocal
 from iics.settings import ClusterCut, Reranking
 
 
@@ -25,7 +28,10 @@ def test_intra_camera_labels_recover_separated_identities_per_camera(cut):
     labels = intra_camera_labels(features, cameras, cut, Reranking(k1=4, k2=2))
     for cam in (0, 1):
         members = cameras == cam
-        if cut.method != "quantile":
+        if cut.method == "quantile":  # the quantile of each camera's own re-ranked distances
+            reranked = k_reciprocal(cosine_distance(features[members]), k1=4, k2=2, lambda_value=0.3)
+            np.testing.assert_array_equal(labels[members], agglomerative(reranked, quantile=cut.value))
+        else:
             assert same_partition(labels[members], ids[members])
         assert labels[members].min() == 0  # labels are local to each camera
 
@@ -36,15 +42,67 @@ def test_count_cut_caps_small_cameras_at_half():
     assert labels.max() + 1 == 6
 
 
-def test_inter_camera_labels_join_cameras_with_classifier_agreement():
-    features, ids = blobs(num_ids=4, per_id=4)
-    cameras = np.tile([0, 1], 8)
-    probs = torch.nn.functional.one_hot(torch.as_tensor(ids), 4).float()
-    labels = inter_camera_labels(features, probs, cameras, 0.02, ClusterCut("count", 4), Reranking(k1=3, k2=2))
+def features_without_identity(pairs=6, seed=0):
+    """``pairs`` identities seen once in camera 0 and once in camera 1, then two more people, both in
+    camera 0, whose classifier outputs are identical (Jaccard 1). The features say nothing about
+    identity: random in 1024-d, every cosine distance 1 +- 0.1. Only the cross-camera Jaccard term can
+    join the pairs, and it must not join the two camera-0 people (same camera: plain distance)."""
+    features = torch.randn(2 * pairs + 2, 1024, generator=torch.Generator().manual_seed(seed))
+    ids = np.arange(2 * pairs + 2) // 2
+    ids[-1] += 1  # the last two are different people
+    cameras = np.concatenate([np.tile([0, 1], pairs), [0, 0]])
+    classes = torch.as_tensor(np.arange(2 * pairs + 2) // 2)  # the last two share a class
+    return features, torch.nn.functional.one_hot(classes, pairs + 1).float(), cameras, ids
+
+
+@pytest.mark.parametrize("cut", [ClusterCut("count", 8), ClusterCut("threshold", 0.3)])
+def test_inter_camera_labels_are_decided_by_cross_camera_jaccard(cut):
+    features, probs, cameras, ids = features_without_identity()
+    rerank = Reranking(k1=3, k2=2)
+    labels = inter_camera_labels(features, probs, cameras, 0.5, cut, rerank)
     assert same_partition(labels, ids)
+    assert labels[-1] != labels[-2]  # same camera, Jaccard 1, different people: kept apart
+    # Without the Jaccard term the features alone cannot find the pairs.
+    assert not same_partition(inter_camera_labels(features, probs, cameras, 0.0, cut, rerank), ids)
+    # Nor can classifier outputs that do not follow the identities.
+    shuffled = probs[torch.randperm(len(probs), generator=torch.Generator().manual_seed(1))]
+    assert not same_partition(inter_camera_labels(features, shuffled, cameras, 0.5, cut, rerank), ids)
 
 
 @pytest.mark.parametrize("method,value", [("nearest", 1), ("count", 0), ("count", 2.5), ("quantile", 1.5), ("threshold", -1)])
 def test_bad_cuts_are_rejected(method, value):
     with pytest.raises(ValueError):
         ClusterCut(method, value)
+
+
+def test_plain_distances_are_released_before_the_linkage(monkeypatch):
+    """The un-re-ranked matrix (4.3 GB at MSMT17 scale) must not stay alive through the linkage."""
+    import weakref
+
+    from iics import pseudo_labels
+
+    made, alive = [], []
+
+    def tracked(make):
+        def wrapper(*args):
+            out = make(*args)
+            made.append(weakref.ref(out))
+            return out
+
+        return wrapper
+
+    cut_tree = pseudo_labels.agglomerative
+
+    def linkage(*args, **kwargs):
+        alive.extend(ref() is not None for ref in made)
+        return cut_tree(*args, **kwargs)
+
+    monkeypatch.setattr(pseudo_labels, "inter_camera_distance", tracked(pseudo_labels.inter_camera_distance))
+    monkeypatch.setattr(pseudo_labels, "cosine_distance", tracked(pseudo_labels.cosine_distance))
+    monkeypatch.setattr(pseudo_labels, "agglomerative", linkage)
+    features, ids = blobs(num_ids=4, per_id=4)
+    cameras = np.tile([0, 1], 8)
+    probs = torch.nn.functional.one_hot(torch.as_tensor(ids), 4).float()
+    inter_camera_labels(features, probs, cameras, 0.02, ClusterCut("count", 4), Reranking(k1=3, k2=2))
+    intra_camera_labels(features, cameras, ClusterCut("count", 2), Reranking(k1=3, k2=2))
+    assert len(made) == 3 and alive == [False] * 6  # 1 + 2 + 3 checks, one per linkage

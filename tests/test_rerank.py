@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from iics import rerank
+from iics.features import cosine_distance
 from iics.rerank import k_reciprocal
 
 
@@ -46,7 +47,7 @@ def reference(dist, k1, k2, lam):
     for i in range(n):
         for j in range(n):
             s = sum(min(V[i, k], V[j, k]) for k in range(n) if V[i, k] > 0)
-            J[i, j] = 1.0 - s / (2.0 - s)
+            J[i, j] = max(1.0 - s / (2.0 - s), 0.0)  # the reference sets negative distances to 0
     return (1 - lam) * J + lam * D
 
 
@@ -92,6 +93,16 @@ def test_nonzero_diagonal_and_constant_column():
     d = rng.random((12, 12))
     d[:, 4] = 2.0
     np.testing.assert_allclose(k_reciprocal(d, 3, 3, 0.5), reference(d, 3, 3, 0.5), atol=1e-5)
+
+
+def test_exact_duplicates_give_no_negative_distances():
+    # Every feature three times: rows of V coincide, their min-sum rounds above 1 and the unclamped
+    # Jaccard distance 1 - s / (2 - s) would be about -2e-7 (negative entries in the quantile pool).
+    base = torch.randn(20, 8, generator=torch.Generator().manual_seed(0))
+    d = cosine_distance(base.repeat_interleave(3, 0))
+    out = k_reciprocal(d, k1=20, k2=6, lambda_value=0.3)
+    assert (out >= 0).all()
+    np.testing.assert_allclose(out.numpy(), reference(d.numpy(), 20, 6, 0.3), atol=1e-5)
 
 
 def test_torch_in_torch_out():

@@ -1,0 +1,136 @@
+"""The CUDA paths give what the CPU paths give: re-ranking, Jaccard affinity, the linkage cut on the
+GPU (parallel reciprocal merges) against scipy's on the host, and the pseudo-labels end to end.
+
+Skipped without a CUDA device. The inputs are small and random, with clear gaps between the merge
+heights that a cut separates, so float32 rounding differences between devices cannot move a label.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from iics import cluster
+from iics.affinity import jaccard_similarity
+from iics.cluster import agglomerative, quantile_threshold
+from iics.pseudo_labels import inter_camera_labels, intra_camera_labels
+from iics.rerank import k_reciprocal
+from iics.settings import ClusterCut, Reranking
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+CUDA = torch.device("cuda")
+
+
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def euclidean(n: int, dim: int, seed: int) -> torch.Tensor:
+    x = torch.randn(n, dim, generator=generator(seed), dtype=torch.float64)
+    return torch.cdist(x, x).float()
+
+
+def clustered_cosine(n: int, seed: int) -> torch.Tensor:
+    """Cosine distances of points around n // 8 centres (structure at every height), float32."""
+    g = generator(seed)
+    centres = torch.randn(max(n // 8, 1), 16, generator=g)
+    x = centres[torch.randint(0, len(centres), (n,), generator=g)] + 0.6 * torch.randn(n, 16, generator=g)
+    x = torch.nn.functional.normalize(x, dim=1)
+    return (1 - x @ x.T).clamp_min(0).float()
+
+
+def blobs(num_ids: int, per_id: int, seed: int, noise: float = 0.05):
+    g = generator(seed)
+    centres = torch.randn(num_ids, 32, generator=g)
+    features = centres.repeat_interleave(per_id, 0) + noise * torch.randn(num_ids * per_id, 32, generator=g)
+    return features, np.repeat(np.arange(num_ids), per_id)
+
+
+@pytest.mark.parametrize("n,k1,k2", [(30, 5, 3), (80, 20, 6), (120, 20, 1)])
+def test_k_reciprocal(n, k1, k2):
+    d = euclidean(n, 4, seed=n + k1)
+    on_cpu = k_reciprocal(d, k1, k2, 0.3)
+    on_gpu = k_reciprocal(d.to(CUDA), k1, k2, 0.3)
+    assert on_gpu.is_cuda and on_gpu.dtype == torch.float32
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-5, rtol=0)
+
+
+def test_k_reciprocal_duplicates_stay_non_negative():
+    base = torch.randn(20, 8, generator=generator(0))
+    x = torch.nn.functional.normalize(base.repeat_interleave(3, 0), dim=1)
+    d = (1 - x @ x.T).clamp_min(0)
+    on_gpu = k_reciprocal(d.to(CUDA), 20, 6, 0.3)
+    assert (on_gpu >= 0).all()
+    torch.testing.assert_close(on_gpu.cpu(), k_reciprocal(d, 20, 6, 0.3), atol=1e-5, rtol=0)
+
+
+def test_jaccard_similarity():
+    logits = torch.randn(200, 3, 40, generator=generator(1)) * 4
+    p = torch.softmax(logits, dim=-1).reshape(200, 120)
+    p[0] = 0.0  # an all-zero row: 0/0 -> 0
+    on_gpu = jaccard_similarity(p.to(CUDA))
+    assert on_gpu.is_cuda
+    torch.testing.assert_close(on_gpu.cpu(), jaccard_similarity(p), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("asymmetric", [False, True])
+def test_agglomerative_every_cut(seed, asymmetric):
+    d = clustered_cosine(240, seed)
+    if asymmetric:  # the lower triangle must not be read
+        d = d + torch.rand(240, 240, generator=generator(seed + 10)).tril(-1)
+    d[3, 4] = d[4, 3] = 0.0  # a zero, left out of the quantile
+    cuts = [{"n_clusters": k} for k in (1, 7, 30, 120, 240)]
+    cuts += [{"threshold": t} for t in (0.05, 0.2, 0.5)]
+    cuts += [{"quantile": q} for q in (0.0, 0.0017, 0.0025, 0.05, 0.5, 1.0)]
+    for cut in cuts:
+        np.testing.assert_array_equal(agglomerative(d.to(CUDA), **cut), agglomerative(d, **cut), err_msg=str(cut))
+
+
+def test_device_quantile_sampled_bracket_and_fallback(monkeypatch):
+    """The sampled bracket and torch.kthvalue on CUDA pick the value NumPy's rule picks."""
+    monkeypatch.setattr(cluster, "QUANTILE_CHUNK_ELEMENTS", 1000)
+    monkeypatch.setattr(cluster, "QUANTILE_SORT_ELEMENTS", 300)
+    tied = (torch.randint(-1, 6, (90, 90), generator=generator(2)).float() / 4).clamp_min_(-0.25)
+    for d in (tied, clustered_cosine(150, 3)):
+        for sample, margin in [(64, 1 / 16), (64, 0.0), (8, 1.0)]:
+            monkeypatch.setattr(cluster, "QUANTILE_SAMPLE", sample)
+            monkeypatch.setattr(cluster, "QUANTILE_MARGIN", margin)
+            for q in (0.0, 0.0017, 0.1, 0.5, 0.999, 1.0):
+                assert cluster._device_quantile(d.to(CUDA), q) == quantile_threshold(d, q), (sample, margin, q)
+
+
+def within_gap_quantile(ids: np.ndarray) -> float:
+    """A quantile whose position is the first distance between identities (every within-identity
+    distance lies below it): a cut in the gap, not among close merge heights."""
+    n = len(ids)
+    same = int((ids[:, None] == ids[None, :])[np.triu_indices(n, 1)].sum())
+    return (same + 0.25) / (n * (n - 1) // 2)
+
+
+@pytest.mark.parametrize("method", ["count", "threshold", "quantile"])
+def test_intra_camera_labels(method):
+    features, ids = blobs(num_ids=6, per_id=6, seed=4)
+    cameras = np.tile([0, 1, 2], len(ids) // 3)
+    value = {"count": 6, "threshold": 0.2, "quantile": within_gap_quantile(ids[cameras == 0])}[method]
+    cut, rerank = ClusterCut(method, value), Reranking(k1=4, k2=2)
+    on_cpu = intra_camera_labels(features, cameras, cut, rerank)
+    np.testing.assert_array_equal(intra_camera_labels(features.to(CUDA), cameras, cut, rerank), on_cpu)
+    for cam in (0, 1, 2):  # and the cut found the identities, so it was not at a near-tie
+        members = cameras == cam
+        assert len(np.unique(on_cpu[members])) == 6
+        assert len(set(zip(on_cpu[members].tolist(), ids[members].tolist()))) == 6
+
+
+@pytest.mark.parametrize("method", ["count", "threshold", "quantile"])
+def test_inter_camera_labels(method):
+    features, ids = blobs(num_ids=8, per_id=4, seed=5)
+    cameras = np.tile([0, 1], len(ids) // 2)
+    probs = torch.softmax(4 * torch.nn.functional.one_hot(torch.as_tensor(ids), 8).float(), dim=1)
+    value = {"count": 8, "threshold": 0.2, "quantile": within_gap_quantile(ids)}[method]
+    cut, rerank = ClusterCut(method, value), Reranking(k1=3, k2=2)
+    on_cpu = inter_camera_labels(features, probs, cameras, 0.02, cut, rerank)
+    on_gpu = inter_camera_labels(features.to(CUDA), probs.to(CUDA), cameras, 0.02, cut, rerank)
+    np.testing.assert_array_equal(on_gpu, on_cpu)
+    assert len(np.unique(on_cpu)) == 8 and len(set(zip(on_cpu.tolist(), ids.tolist()))) == 8

@@ -103,25 +103,22 @@ def _cut_on_device(d: torch.Tensor, n_clusters, threshold, quantile) -> np.ndarr
     return _labels_from_merges(a.cpu().numpy(), b.cpu().numpy(), n)
 
 
-# Bounds (in elements) for the quantile of a matrix on a torch device; tests lower them.
-QUANTILE_CHUNK_ELEMENTS = 1 << 24  # matrix entries read at once
-QUANTILE_SORT_ELEMENTS = 1 << 24  # values sorted at once (torch.sort also returns int64 indices)
-QUANTILE_SAMPLE = 1 << 20  # at most this many values in the sample that brackets the quantile
-QUANTILE_MARGIN = 1 / 256  # half-width of the bracket, as a share of the sample
+# Matrix entries read at once when the quantile of a matrix on a torch device is found; tests lower it.
+QUANTILE_CHUNK_ELEMENTS = 1 << 24
 
 
 def _device_quantile(d: torch.Tensor, q: float) -> float:
     """``quantile_threshold`` of a matrix on a torch device: the same value, found on the device.
 
     At MSMT17 scale (32,621 images) there are m = 532 million upper-triangle entries. Boolean
-    indexing of the whole matrix would build an m x 2 int64 index (8.5 GB) and ``torch.sort`` would
-    return m int64 indices (4.3 GB); ``torch.kthvalue`` needs neither but is about 20x slower than a
-    sort on one long CUDA vector (pytorch/pytorch#75599). So the non-zero upper-triangle values are
-    copied a row chunk at a time into one buffer (2.1 GB float32), and ``_kth_smallest`` finds the
-    value at the quantile's position by sorting only a sample and a narrow bracket of values.
+    indexing of the whole matrix would build an m x 2 int64 index (8.5 GB), so the non-zero
+    upper-triangle values are copied a row chunk at a time into one buffer (2.1 GB float32) and
+    sorted. The sort also returns m int64 indices (4.3 GB), which an 80 GB GPU holds;
+    ``torch.kthvalue`` would not need them, but on one long CUDA vector it is about 20x slower
+    than a sort (pytorch/pytorch#75599). Sorting in the matrix's own dtype orders the same values.
     """
     values = _nonzero_upper_triangle(d)
-    return float(_kth_smallest(values, _quantile_position(q, len(values))))
+    return float(torch.sort(values).values[_quantile_position(q, len(values))])
 
 
 def _nonzero_upper_triangle(d: torch.Tensor) -> torch.Tensor:
@@ -134,47 +131,10 @@ def _nonzero_upper_triangle(d: torch.Tensor) -> torch.Tensor:
     for s in range(0, n - 1, step):  # the last row has nothing above the diagonal
         e = min(n - 1, s + step)
         block = d[s:e]
-        keep = (cols[None, :] > cols[s:e, None]) & (block != 0)
-        kept = block[keep]  # int64 indices of one chunk only
+        kept = block[(cols[None, :] > cols[s:e, None]) & (block != 0)]  # int64 indices of one chunk only
         out[m : m + len(kept)] = kept
         m += len(kept)
-        del keep, kept
     return out[:m]
-
-
-def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
-    """The value at position ``k`` (0-based) of ``values`` sorted ascending, exactly.
-
-    Few values: a sort. Otherwise a strided sample is sorted and the two sample values
-    ``QUANTILE_MARGIN`` of the sample either side of the estimated position bound a bracket
-    ``[lo, hi]``; with ``below`` values under ``lo``, the sorted values inside the bracket are
-    positions ``below, below + 1, ...`` of the whole sort, so if ``k`` falls among them only those are
-    sorted. If it does not (an unlucky sample), or the bracket is still too large to sort,
-    ``torch.kthvalue`` gives the same value, slowly.
-    """
-    m = len(values)
-    if m <= QUANTILE_SORT_ELEMENTS:
-        return torch.sort(values).values[k]
-    stride = -(-m // QUANTILE_SAMPLE)
-    sample = torch.sort(values[::stride]).values
-    size = len(sample)
-    margin = int(size * QUANTILE_MARGIN)
-    centre = min(k * size // m, size - 1)
-    lo = sample[centre - margin] if centre - margin >= 0 else None
-    hi = sample[centre + margin] if centre + margin < size else None
-    del sample
-    inside = None if lo is None else values >= lo
-    below = 0 if inside is None else m - int(inside.sum())
-    if hi is not None:
-        inside = values <= hi if inside is None else inside.logical_and_(values <= hi)
-    count = m if inside is None else int(inside.sum())
-    if below <= k < below + count:
-        if lo is not None and hi is not None and bool(lo == hi):
-            return lo  # every value in the bracket is lo
-        if count <= QUANTILE_SORT_ELEMENTS:  # then m > count, so inside is not None
-            return torch.sort(values[inside]).values[k - below]
-    del inside
-    return torch.kthvalue(values, k + 1).values  # 1-based
 
 
 def _check_shape(shape) -> None:

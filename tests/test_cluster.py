@@ -235,45 +235,31 @@ def tied_distances(n, seed):
 QUANTILES = (0.0, 0.0017, 0.0025, 0.01, 0.1, 0.37, 0.5, 0.9, 0.999, 1.0)
 
 
-@pytest.mark.parametrize("bounds", ["defaults", "tiny"])
-def test_device_quantile_is_the_numpy_reference(monkeypatch, bounds):
+@pytest.mark.parametrize("rows_per_chunk", ["all", "one"])
+def test_device_quantile_is_the_numpy_reference(monkeypatch, rows_per_chunk):
     from iics import cluster
 
-    if bounds == "tiny":  # the sampled bracket and the kthvalue fallback instead of one sort
-        monkeypatch.setattr(cluster, "QUANTILE_CHUNK_ELEMENTS", 1)  # one row at a time
-        monkeypatch.setattr(cluster, "QUANTILE_SORT_ELEMENTS", 200)
-    fallbacks = []
-    kthvalue = torch.kthvalue
-
-    def counted_kthvalue(*args, **kwargs):
-        fallbacks.append(args)
-        return kthvalue(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "kthvalue", counted_kthvalue)
+    if rows_per_chunk == "one":
+        monkeypatch.setattr(cluster, "QUANTILE_CHUNK_ELEMENTS", 1)
     inputs = [tied_distances(n, seed) for n, seed in [(2, 0), (5, 1), (60, 2), (90, 3)]]
     inputs += [clustered_distances(n, seed, asymmetric=True) for n, seed in [(70, 4), (120, 5)]]
     rows, cols = np.triu_indices(120, 1)
     inputs[-1][rows[:300], cols[:300]] = 0.0  # the first rows' upper entries: zeros, left out
-    for sample, margin in [(1 << 20, 1 / 256), (64, 1 / 16), (64, 0.0), (8, 1.0)]:
-        monkeypatch.setattr(cluster, "QUANTILE_SAMPLE", sample)
-        monkeypatch.setattr(cluster, "QUANTILE_MARGIN", margin)
-        for d in inputs:
-            for q in QUANTILES:
-                expected = numpy_quantile(d.numpy(), q)
-                assert quantile_threshold(d, q) == expected
-                assert cluster._device_quantile(d, q) == expected, (len(d), sample, margin, q)
-                np.testing.assert_array_equal(
-                    device_cut(d, quantile=q), device_cut(d, threshold=expected), err_msg=f"{len(d)} {q}"
-                )
-    assert (len(fallbacks) > 0) == (bounds == "tiny")
+    for d in inputs:
+        for q in QUANTILES:
+            expected = numpy_quantile(d.numpy(), q)
+            assert quantile_threshold(d, q) == expected
+            assert cluster._device_quantile(d, q) == expected, (len(d), q)
+            np.testing.assert_array_equal(
+                device_cut(d, quantile=q), device_cut(d, threshold=expected), err_msg=f"{len(d)} {q}"
+            )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_device_quantile_cut_equals_host_cut_with_zeros(monkeypatch, seed):
     from iics import cluster
 
-    monkeypatch.setattr(cluster, "QUANTILE_SORT_ELEMENTS", 500)
-    monkeypatch.setattr(cluster, "QUANTILE_SAMPLE", 128)
+    monkeypatch.setattr(cluster, "QUANTILE_CHUNK_ELEMENTS", 1000)  # several row chunks
     d = clustered_distances(150, seed)
     d[10, 11] = d[11, 10] = d[40, 90] = d[90, 40] = 0.0
     for q in QUANTILES:

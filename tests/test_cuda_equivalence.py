@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from iics import cluster
 from iics.affinity import jaccard_similarity
-from iics.cluster import agglomerative, quantile_threshold
+from iics.cluster import agglomerative
 from iics.pseudo_labels import inter_camera_labels, intra_camera_labels
 from iics.rerank import k_reciprocal
 from iics.settings import ClusterCut, Reranking
@@ -86,19 +85,6 @@ def test_agglomerative_every_cut(seed, asymmetric):
     cuts += [{"quantile": q} for q in (0.0, 0.0017, 0.0025, 0.05, 0.5, 1.0)]
     for cut in cuts:
         np.testing.assert_array_equal(agglomerative(d.to(CUDA), **cut), agglomerative(d, **cut), err_msg=str(cut))
-
-
-def test_device_quantile_sampled_bracket_and_fallback(monkeypatch):
-    """The sampled bracket and torch.kthvalue on CUDA pick the value NumPy's rule picks."""
-    monkeypatch.setattr(cluster, "QUANTILE_CHUNK_ELEMENTS", 1000)
-    monkeypatch.setattr(cluster, "QUANTILE_SORT_ELEMENTS", 300)
-    tied = (torch.randint(-1, 6, (90, 90), generator=generator(2)).float() / 4).clamp_min_(-0.25)
-    for d in (tied, clustered_cosine(150, 3)):
-        for sample, margin in [(64, 1 / 16), (64, 0.0), (8, 1.0)]:
-            monkeypatch.setattr(cluster, "QUANTILE_SAMPLE", sample)
-            monkeypatch.setattr(cluster, "QUANTILE_MARGIN", margin)
-            for q in (0.0, 0.0017, 0.1, 0.5, 0.999, 1.0):
-                assert cluster._device_quantile(d.to(CUDA), q) == quantile_threshold(d, q), (sample, margin, q)
 
 
 def within_gap_quantile(ids: np.ndarray) -> float:

@@ -29,6 +29,12 @@ from measure import git_commit, measured  # noqa: E402
 from tiny_repo import REPO, copy_project, dvc_executable, merge_config, parse_override, run  # noqa: E402
 
 
+def _nmi(path: Path) -> float | None:
+    """A round's pseudo-label NMI, or None where the stage did not run (`inter.enabled: false`)."""
+    nmi = json.loads(path.read_text()).get("nmi")
+    return None if nmi is None else round(nmi, 4)
+
+
 def one_seed(seed: int, overrides: list[dict], dvc: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp)
@@ -42,8 +48,7 @@ def one_seed(seed: int, overrides: list[dict], dvc: str) -> dict:
         rounds = list(params["rounds"])
         metrics = repo / "metrics"
         final = json.loads((metrics / "eval.json").read_text())
-        nmi = {stage: [round(json.loads((metrics / "rounds" / r / f"{stage}.json").read_text())["nmi"], 4) for r in rounds]
-               for stage in ("intra", "inter")}
+        nmi = {stage: [_nmi(metrics / "rounds" / r / f"{stage}.json") for r in rounds] for stage in ("intra", "inter")}
     return {"seed": seed, "intra_nmi": nmi["intra"], "inter_nmi": nmi["inter"],
             "mAP": final["mAP"], "rank1": final["rank1"], "seconds": round(result["seconds"], 1)}
 
@@ -55,7 +60,7 @@ def summary(rows: list[dict]) -> dict:
 
     out = {key: spread([row[key] for row in rows]) for key in ("mAP", "rank1")}
     for key in ("intra_nmi", "inter_nmi"):
-        out[key] = [spread(list(values)) for values in zip(*(row[key] for row in rows))]
+        out[key] = [None if None in values else spread(list(values)) for values in zip(*(row[key] for row in rows))]
     return out
 
 

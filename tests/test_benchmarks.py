@@ -42,6 +42,8 @@ def test_seed_spread_overrides_and_summary():
     assert out["mAP"] == {"mean": 12.0, "std": round(2 ** 0.5 * 2, 4)}
     assert out["intra_nmi"][0] == {"mean": 0.6, "std": round(0.02 ** 0.5, 4)}
     assert out["intra_nmi"][1] == {"mean": 0.7, "std": 0.0}
+    disabled = [{**row, "inter_nmi": [None, None]} for row in rows]  # inter.enabled: false
+    assert seed_spread.summary(disabled)["inter_nmi"] == [None, None]
 
 
 def test_clustering_speed_inputs_have_the_claimed_shape():

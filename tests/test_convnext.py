@@ -3,13 +3,24 @@ loading torchvision-format and official-format ImageNet checkpoints."""
 
 from __future__ import annotations
 
+import copy
 import re
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
 
-from iics.models import BACKBONES, AIBN2d, build_backbone, load_imagenet_weights
+from iics.augment import eval_transform
+from iics.calibration import estimate_aibn_statistics
+from iics.models import (
+    BACKBONES,
+    AIBN2d,
+    build_backbone,
+    estimate_running_statistics,
+    load_imagenet_weights,
+    statistics_from_train_images,
+)
 from iics.models.convnext import CNBlock, DropPath, LayerNorm2d
 
 # torchvision parameter counts minus the 1000-way classifier linear (768 * 1000 + 1000)
@@ -241,3 +252,65 @@ def test_bad_checkpoints_reported(source, tmp_path):
     torch.save(build_backbone("resnet18").state_dict(), tmp_path / "other.pth")
     with pytest.raises(ValueError, match=r"checkpoint does not match the model: 180 missing keys"):
         load_imagenet_weights(build_backbone("convnext_tiny"), tmp_path / "other.pth")
+
+
+# ---------------------------------------------------------------- AIBN statistics from data
+
+
+def _aibn_statistics(model: nn.Module) -> list[tuple[Tensor, Tensor]]:
+    return [(m.running_mean.clone(), m.running_var.clone()) for m in model.modules() if isinstance(m, AIBN2d)]
+
+
+def _statistics_of_one_batch(model: nn.Module, batch: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """Each AIBN layer's batch statistics for ``batch``: momentum 1 copies them into the running
+    buffers; only the AIBN layers run in training mode."""
+    model = copy.deepcopy(model).eval()
+    for m in model.modules():
+        if isinstance(m, AIBN2d):
+            m.train()
+            m.momentum = 1.0
+    with torch.no_grad():
+        model(batch)
+    return _aibn_statistics(model)
+
+
+def test_estimated_aibn_statistics_are_the_mean_over_batches(torchvision_file):
+    model = load_imagenet_weights(build_backbone("convnext_tiny_aibn"), torchvision_file).train()
+    parameters = {n: p.clone() for n, p in model.named_parameters()}
+    batches = [X, torch.randn(3, 3, 64, 32, generator=torch.Generator().manual_seed(5))]
+    per_batch = [_statistics_of_one_batch(model, b) for b in batches]
+    assert estimate_running_statistics(model, batches) == 2
+    estimated = _aibn_statistics(model)
+    assert len(estimated) == 12  # 9 + 3 blocks of ConvNeXt-T
+    for (mean, var), (m1, v1), (m2, v2) in zip(estimated, *per_batch):
+        torch.testing.assert_close(mean, (m1 + m2) / 2)
+        torch.testing.assert_close(var, (v1 + v2) / 2)
+    assert not torch.equal(estimated[0][1], torch.ones(384))  # no longer the placeholder
+    # Stochastic depth stayed off (the same estimate again), and nothing else changed.
+    again = copy.deepcopy(model)
+    estimate_running_statistics(again, batches)
+    assert all(torch.equal(a, b) for pair in zip(_aibn_statistics(again), estimated) for a, b in zip(*pair))
+    assert all(torch.equal(p, parameters[n]) for n, p in model.named_parameters())
+    assert model.training and all(m.momentum == 0.1 for m in model.modules() if isinstance(m, AIBN2d))
+
+
+def test_estimate_aibn_statistics_reads_the_rows_of_the_cache(torchvision_file):
+    images = torch.randint(0, 256, (7, 64, 32, 3), generator=torch.Generator().manual_seed(2), dtype=torch.uint8)
+    rows = np.array([5, 0, 3, 6])
+    by_rows = load_imagenet_weights(build_backbone("convnext_tiny_aibn"), torchvision_file)
+    copied = copy.deepcopy(by_rows)
+    assert estimate_aibn_statistics(by_rows, images.numpy(), torch.device("cpu"), 3, rows=rows, progress=False) == 2
+    estimate_running_statistics(copied, [eval_transform(images[rows[:3]]), eval_transform(images[rows[3:]])])
+    assert all(torch.equal(a, b) for pair in zip(_aibn_statistics(by_rows), _aibn_statistics(copied)) for a, b in zip(*pair))
+
+
+def test_which_backbones_take_aibn_statistics_from_the_train_images():
+    assert statistics_from_train_images("convnext_tiny_aibn", "data/weights/convnext_tiny-983f1562.pth")
+    assert statistics_from_train_images("convnext_small_aibn", "x.pth")
+    assert not statistics_from_train_images("convnext_small_aibn", None)  # random init: left as it is
+    assert not statistics_from_train_images("resnet50_aibn", "x.pth")  # BatchNorm's ImageNet statistics
+    assert not statistics_from_train_images("convnext_tiny", "x.pth")
+    with pytest.raises(ValueError, match="no AIBN layers"):
+        estimate_running_statistics(build_backbone("resnet18"), [X])
+    with pytest.raises(ValueError, match="no batches"):
+        estimate_running_statistics(build_backbone("resnet18_aibn"), [])

@@ -6,7 +6,7 @@ from typing import Callable
 
 from torch import nn
 
-from .aibn import AIBN2d
+from .aibn import AIBN2d, estimate_running_statistics
 from .convnext import ConvNeXt, convnext_small, convnext_tiny
 from .heads import ClassifierHead
 from .mobilenet import MobileNetV2, mobilenet_v2
@@ -26,6 +26,16 @@ _REGISTRY: dict[str, Callable[[], nn.Module]] = {
 }
 
 BACKBONES: tuple[str, ...] = tuple(_REGISTRY)
+
+# Backbones whose AIBN layers stand where the ImageNet network has LayerNorms, so no ImageNet
+# checkpoint holds their running statistics (ResNet's AIBN loads BatchNorm's).
+_AIBN_WITHOUT_IMAGENET_STATISTICS = ("convnext_tiny_aibn", "convnext_small_aibn")
+
+
+def statistics_from_train_images(name: str, weights: str | None) -> bool:
+    """Whether backbone ``name`` loaded from ImageNet ``weights`` has AIBN running statistics
+    that must be estimated from the train images (``estimate_running_statistics``)."""
+    return weights is not None and name in _AIBN_WITHOUT_IMAGENET_STATISTICS
 
 
 def build_backbone(name: str, weights: str | None = None) -> nn.Module:
@@ -50,10 +60,12 @@ __all__ = [
     "MobileNetV2",
     "ResNet",
     "build_backbone",
+    "estimate_running_statistics",
     "convnext_small",
     "convnext_tiny",
     "load_imagenet_weights",
     "mobilenet_v2",
     "resnet18",
     "resnet50",
+    "statistics_from_train_images",
 ]

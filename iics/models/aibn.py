@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor, nn
 
@@ -68,3 +70,40 @@ class AIBN2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+@torch.no_grad()
+def estimate_running_statistics(model: nn.Module, batches: Iterable[Tensor]) -> int:
+    """Set every :class:`AIBN2d` of ``model``'s running mean and variance to the average of its
+    batch statistics over ``batches`` (inputs the model takes, on its device), and return how
+    many batches there were.
+
+    For AIBN layers no checkpoint holds statistics for (in ConvNeXt they replace LayerNorms,
+    which have none): left at 0 and 1, eval mode would mix those placeholders into every
+    feature. Only the AIBN layers run in training mode meanwhile, so the rest of the model
+    (stochastic depth, any BatchNorm) behaves as in eval mode and nothing else changes; each
+    batch is normalised with its own statistics, so the average does not depend on their order.
+    """
+    layers = [m for m in model.modules() if isinstance(m, AIBN2d)]
+    if not layers:
+        raise ValueError("estimate_running_statistics: the model has no AIBN layers")
+    was_training, momenta = model.training, [m.momentum for m in layers]
+    model.eval()
+    for layer in layers:
+        layer.train()
+        layer.running_mean.zero_()
+        layer.running_var.zero_()
+    count = 0
+    try:
+        for batch in batches:
+            count += 1
+            for layer in layers:
+                layer.momentum = 1.0 / count  # running = the mean of the batch statistics so far
+            model(batch)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("estimate_running_statistics: no batches")
+    return count

@@ -64,12 +64,18 @@ def round_metrics_dir(round_id: str) -> Path:
     return path
 
 
-def round_position(params: dict, round_id: str) -> tuple[int, int]:
-    """(t, T): the round's 0-based position and the total number of rounds."""
+def round_number(params: dict, round_id: str) -> int:
+    """t: the round's 0-based position (reads only the round's own schedule entry)."""
     rounds = params["rounds"]
     if round_id not in rounds:
         raise SystemExit(f"params.yaml: round {round_id!r} is not listed under `rounds`")
-    return int(rounds[round_id]["t"]), len(rounds)
+    return int(rounds[round_id]["t"])
+
+
+def round_position(params: dict, round_id: str) -> tuple[int, int]:
+    """(t, T): the round's 0-based position and the total number of rounds (reads the whole
+    schedule, so a stage that calls it lists `rounds` in dvc.yaml)."""
+    return round_number(params, round_id), len(params["rounds"])
 
 
 def stage_seed(params: dict, t: int, offset: int) -> int:

@@ -5,7 +5,7 @@ import argparse
 import time
 
 import numpy as np
-from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_position, show_progress, stage_seed, write_json
+from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_number, show_progress, stage_seed, write_json
 from params_io import augment, device_and_precision, optimizer
 
 from iics.checkpoint import load_backbone, save_backbone
@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("round")
     args = parser.parse_args()
     params = load_params()
-    t, _ = round_position(params, args.round)
+    t = round_number(params, args.round)
     backbone, name = load_backbone(round_dir(args.round) / "intra_model.pt", params["model"]["backbone"])
     out = round_dir(args.round) / "model.pt"
     metrics_path = round_metrics_dir(args.round) / "inter_train.json"

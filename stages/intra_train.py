@@ -5,7 +5,7 @@ import argparse
 import time
 
 import numpy as np
-from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_position, show_progress, stage_seed, write_json
+from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_number, show_progress, stage_seed, write_json
 from params_io import augment, device_and_precision, optimizer
 
 from iics.checkpoint import load_backbone, save_backbone
@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("previous")
     args = parser.parse_args()
     params = load_params()
-    t, _ = round_position(params, args.round)
+    t = round_number(params, args.round)
     seed = stage_seed(params, t, 1)
     seed_everything(seed)
     device, bf16 = device_and_precision(params)

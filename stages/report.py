@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-from common import METRICS, load_params, round_position, write_json
+from common import METRICS, load_params, round_number, write_json
 
 
 def read(round_id: str, name: str) -> dict:
@@ -42,7 +42,7 @@ def main() -> None:
                 f"(run its evaluate stage)"
             )
         if values.get("evaluated"):
-            t = -1 if round_id == "init" else round_position(params, round_id)[0]
+            t = -1 if round_id == "init" else round_number(params, round_id)
             scores.append({"round": t, **{k: v for k, v in values.items() if k != "evaluated"}})
     curves = METRICS / "curves"
     curves.mkdir(parents=True, exist_ok=True)

@@ -3,11 +3,12 @@ with another clustering threshold, then `dvc metrics diff`."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import yaml
 from PIL import Image
-from tiny_repo import GIT, dvc_executable, make_tiny_repo, run
+from tiny_repo import GIT, REPO, dvc_executable, make_tiny_repo, run
 
 
 def test_repro_then_experiment_changes_metrics(tmp_path):
@@ -35,6 +36,7 @@ def test_repro_then_experiment_changes_metrics(tmp_path):
     assert second != first
     diff = run([dvc, "metrics", "diff"], tmp_path, env)
     assert "mAP" in diff
+    assert_stages_list_params_they_read(tmp_path, env)
 
 
 def assert_what_reruns(dvc, repo, env) -> None:
@@ -53,6 +55,39 @@ def assert_what_reruns(dvc, repo, env) -> None:
     params_file.write_text(original)
     assert "inter_affinity@r00" in status and "intra_cluster@" not in status
     assert "changed" not in run([dvc, "status"], repo, env)
+
+
+def assert_stages_list_params_they_read(repo, env) -> None:
+    """Every params.yaml key a stage script reads is among the params dvc.yaml lists for it (or
+    is fixed by its deps and command), so that changing it reruns the stage. One instance of
+    each stage (the last round of a `foreach`) is rerun under tests/params_trace.py, on the
+    outputs the pipeline left; the reads seen are those of this configuration's code paths."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    last_instance = {name.split("@")[0]: name for name in lock}
+    dataset = yaml.safe_load((repo / "params.yaml").read_text())["dataset"]["name"]
+    unlisted = {}
+    for name in last_instance.values():
+        stage = lock[name]
+        listed = list(stage.get("params", {}).get("params.yaml", {}))
+        script, *args = stage["cmd"].split()[1:]
+        trace = repo / "trace.json"
+        run([sys.executable, str(REPO / "tests" / "params_trace.py"), str(trace), script, *args], repo, env)
+        read = json.loads(trace.read_text())
+        assert read or not listed, f"{name}: the trace saw none of its params read"
+
+        def covered(path: str) -> bool:
+            if any(path == key or path.startswith(key + ".") for key in listed):
+                return True
+            if path == "dataset.name":  # interpolated into the stage's data paths
+                return any(dep["path"].startswith(f"data/{dataset}/") for dep in stage.get("deps", []))
+            # A round's own schedule entry: its key is in the command, `prev` too, and
+            # set_rounds.py writes t as the key's number.
+            return any(path == f"rounds.{arg}" or path.startswith(f"rounds.{arg}.") for arg in args)
+
+        missing = [path for path in read if not covered(path)]
+        if missing:
+            unlisted[name] = missing
+    assert not unlisted, f"stages read params that dvc.yaml does not list for them: {unlisted}"
 
 
 def write_footage(raw, identities: int = 8, cameras: int = 2, per_camera: int = 2) -> None:

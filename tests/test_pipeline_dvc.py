@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import yaml
 from PIL import Image
-from tiny_repo import GIT, REPO, dvc_executable, make_tiny_repo, run
+from tiny_repo import GIT, REPO, dvc_executable, make_tiny_repo, merge_config, run
 
 
 def test_repro_then_experiment_changes_metrics(tmp_path):
@@ -61,17 +61,30 @@ def assert_stages_list_params_they_read(repo, env) -> None:
     """Every params.yaml key a stage script reads is among the params dvc.yaml lists for it (or
     is fixed by its deps and command), so that changing it reruns the stage. One instance of
     each stage (the last round of a `foreach`) is rerun under tests/params_trace.py, on the
-    outputs the pipeline left; the reads seen are those of this configuration's code paths."""
+    outputs the pipeline left, and the clustering stages again with the settings that take
+    their other code paths (each clustering method, no inter-camera stage)."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     last_instance = {name.split("@")[0]: name for name in lock}
-    dataset = yaml.safe_load((repo / "params.yaml").read_text())["dataset"]["name"]
+    params_file = repo / "params.yaml"
+    original = params_file.read_text()
+    dataset = yaml.safe_load(original)["dataset"]["name"]
+    variants = [{"clustering": {"method": "count"}}, {"clustering": {"method": "quantile"}}]
+    runs = [(name, {}) for name in last_instance.values()]
+    runs += [(last_instance[stage], variant) for stage in ("intra_cluster", "inter_affinity") for variant in variants]
+    runs += [(last_instance["inter_affinity"], {"inter": {"enabled": False}})]
     unlisted = {}
-    for name in last_instance.values():
+    for name, variant in runs:
         stage = lock[name]
         listed = list(stage.get("params", {}).get("params.yaml", {}))
         script, *args = stage["cmd"].split()[1:]
+        params = yaml.safe_load(original)
+        merge_config(params, variant)
+        params_file.write_text(yaml.safe_dump(params, sort_keys=False))
         trace = repo / "trace.json"
-        run([sys.executable, str(REPO / "tests" / "params_trace.py"), str(trace), script, *args], repo, env)
+        try:
+            run([sys.executable, str(REPO / "tests" / "params_trace.py"), str(trace), script, *args], repo, env)
+        finally:
+            params_file.write_text(original)
         read = json.loads(trace.read_text())
         assert read or not listed, f"{name}: the trace saw none of its params read"
 
@@ -86,7 +99,7 @@ def assert_stages_list_params_they_read(repo, env) -> None:
 
         missing = [path for path in read if not covered(path)]
         if missing:
-            unlisted[name] = missing
+            unlisted[f"{name} {variant or ''}".strip()] = missing
     assert not unlisted, f"stages read params that dvc.yaml does not list for them: {unlisted}"
 
 

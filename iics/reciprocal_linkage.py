@@ -15,11 +15,11 @@ exactly the order of those merges may differ.
 
 Memory, besides the caller's input: at the start the mirrored copy in the input's dtype, a boolean
 n x n mask and the float64 n x n distances. Then, in a step with ``a`` active clusters of which
-``f`` reciprocal pairs merge, the row update holds the ``a x a`` distances, the ``(a - f) x a`` kept
-rows and three ``f x a`` temporaries of the merged-row expression: ``2 a^2 + 2 f a`` float64 (at
-most ``3 a^2``, when every cluster merges); the column update holds less. The first step is the
-largest: on re-ranked distances of clustered features ``f`` is about 0.27 to 0.29 n there (over half
-of the rows merge), about 2.6 n^2 float64, 22 GB at 32,621 images (8.5 GB per n x n float64).
+``f`` reciprocal pairs merge (``f <= a / 2``), the row update first builds the ``f x a`` merged rows
+in place of one gathered copy (with a second ``f x a`` gather beside it), then copies the
+``(a - f) x a`` kept rows while the ``a x a`` distances still exist: at most ``2 a^2`` float64. The
+column update holds less. The first step is the largest, ``2 n^2`` float64: 17 GB at 32,621
+images (8.5 GB per n x n float64).
 """
 from __future__ import annotations
 
@@ -73,12 +73,18 @@ def average_linkage_merges(
         keep[second] = False
         kept = slot[keep]
         new_slot = torch.cumsum(keep, 0) - 1  # where each kept slot goes
+        merged_rows = distances[first].mul_(weight_first[:, None])
+        merged_rows.add_(distances[second].mul_(weight_second[:, None]))
         rows = distances[kept]
-        rows[new_slot[first]] = weight_first[:, None] * distances[first] + weight_second[:, None] * distances[second]
         del distances  # the largest matrix: free it before the column step allocates
+        rows[new_slot[first]] = merged_rows
+        del merged_rows
+        merged_columns = rows[:, first].mul_(weight_first)
+        merged_columns.add_(rows[:, second].mul_(weight_second))
         distances = rows[:, kept]
-        distances[:, new_slot[first]] = rows[:, first] * weight_first + rows[:, second] * weight_second
         del rows
+        distances[:, new_slot[first]] = merged_columns
+        del merged_columns
         # Between two clusters merged in this step the row and column updates round in different
         # orders, which leaves the matrix asymmetric by an ulp; every other entry is the same product
         # either way. Keep the upper triangle (the lower slot's row) of that block on both sides.

@@ -17,8 +17,9 @@ class ImageSource:
 
     Use as a context manager; :meth:`names` lists every regular file, :meth:`read` returns
     one file's bytes. For a zip the names are its member names; for a folder they are paths
-    relative to it: a symlink to an image counts as a file wherever it points (sub-folders that
-    are symlinks are not descended into), and a name that is absolute or holds '..' is refused.
+    relative to it: a symlink counts wherever it points (an image, or a sub-folder such as one
+    camera's crops on another disk; a link back to a folder already listed is skipped, so a
+    cycle ends), and a name that is absolute or holds '..' is refused.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -52,8 +53,7 @@ class ImageSource:
         """Every file in the source ('/'-separated, folders excluded), sorted."""
         if self._zip is not None:
             return sorted(n for n in self._zip.namelist() if not n.endswith("/"))
-        root = Path(self.path)
-        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        return sorted(_folder_files(self.path))
 
     def read(self, name: str) -> bytes:
         """The bytes of one file; SourceError naming the source when it is absent."""
@@ -74,3 +74,19 @@ class ImageSource:
         if not target.is_file():
             raise SourceError(f"{self.path}: no file {name!r} in the folder")
         return target.read_bytes()
+
+
+def _folder_files(root: str) -> list[str]:
+    """Every file under `root` as a '/'-separated relative name, descending into symlinked
+    sub-folders once each (a folder reached again, through a link cycle, is not re-entered)."""
+    found = []
+    entered = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        status = os.stat(folder)
+        if (status.st_dev, status.st_ino) in entered:
+            subfolders[:] = []
+            continue
+        entered.add((status.st_dev, status.st_ino))
+        relative = PurePosixPath(Path(folder).relative_to(root).as_posix())
+        found.extend((relative / name).as_posix() for name in files if os.path.isfile(os.path.join(folder, name)))
+    return found

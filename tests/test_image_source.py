@@ -33,6 +33,19 @@ def test_symlinked_images_are_listed_and_read(linked_folder):
         assert source.read("cam2/linked.jpg") == far and source.read("relative.jpg") == far
 
 
+def test_symlinked_sub_folders_are_listed_once_and_read(linked_folder, tmp_path):
+    """A camera's crops kept elsewhere and linked in as a sub-folder are part of the folder; a
+    link back to the folder itself (a cycle) is not followed round again."""
+    elsewhere = tmp_path / "disk2" / "cam3"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "a.jpg").write_bytes(image_bytes("a.jpg", (0, 0, 255)))
+    (linked_folder / "cam3").symlink_to(elsewhere, target_is_directory=True)
+    (linked_folder / "cam2" / "loop").symlink_to(linked_folder, target_is_directory=True)
+    with ImageSource(linked_folder) as source:
+        assert source.names() == ["cam2/linked.jpg", "cam3/a.jpg", "near.jpg", "relative.jpg"]
+        assert source.read("cam3/a.jpg") == (elsewhere / "a.jpg").read_bytes()
+
+
 @pytest.mark.parametrize("name", ["../store/secret.txt", "cam2/../../store/secret.txt", "", "cam2"])
 def test_names_leaving_the_folder_or_not_files_are_refused(linked_folder, name):
     with ImageSource(linked_folder) as source, pytest.raises(SourceError, match="no file .* in the folder"):

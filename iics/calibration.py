@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from iics.augment import eval_transform
+from iics.features import cache_batches
 from iics.models.aibn import estimate_running_statistics
 from iics.runtime import place_model
 
@@ -23,14 +23,6 @@ def estimate_aibn_statistics(
     """Estimate ``model``'s AIBN running statistics from the uint8 cache ``images`` (the
     ``rows`` given, else all), read a batch at a time without augmentation, in float32. Returns
     the number of batches; see `iics.models.estimate_running_statistics`."""
-    count = len(images) if rows is None else len(rows)
-    if count == 0:
-        raise ValueError("estimate_aibn_statistics: no images")
+    batches = cache_batches(images, batch_size, rows, progress, "AIBN statistics", caller="estimate_aibn_statistics")
     place_model(model, device, bf16=False)
-
-    def batches():
-        for start in tqdm(range(0, count, batch_size), desc="AIBN statistics", disable=not progress, leave=False):
-            chunk = images[start:start + batch_size] if rows is None else images[rows[start:start + batch_size]]
-            yield eval_transform(torch.as_tensor(np.asarray(chunk)).to(device))
-
-    return estimate_running_statistics(model, batches())
+    return estimate_running_statistics(model, (eval_transform(batch.to(device)) for batch in batches))

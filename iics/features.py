@@ -1,6 +1,8 @@
 """Flip-averaged features of a backbone over the uint8 image cache."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import nn
@@ -8,6 +10,30 @@ from tqdm import tqdm
 
 from iics.augment import eval_transform
 from iics.runtime import compute_context, place_batch, place_model
+
+
+def cache_batches(
+    images: np.ndarray,
+    batch_size: int,
+    rows: np.ndarray | None = None,
+    progress: bool = True,
+    desc: str = "images",
+    caller: str = "cache_batches",
+) -> Iterator[torch.Tensor]:
+    """The uint8 cache `images` (N, H, W, 3) as CPU uint8 tensors of at most `batch_size` images,
+    read one batch at a time (from a memory-mapped cache only that batch is read): all images in
+    order, or with `rows` (integer indices) those images in that order. Checked at once: a
+    ValueError naming `caller` when there are no images."""
+    count = len(images) if rows is None else len(rows)
+    if count == 0:
+        raise ValueError(f"{caller}: no images")
+
+    def read(start: int) -> torch.Tensor:
+        chunk = images[start:start + batch_size] if rows is None else images[rows[start:start + batch_size]]
+        return torch.as_tensor(np.asarray(chunk))
+
+    starts = tqdm(range(0, count, batch_size), desc=desc, disable=not progress, leave=False)
+    return (read(start) for start in starts)
 
 
 @torch.no_grad()
@@ -31,14 +57,10 @@ def extract_features(
     take them as they are; use `l2_normalize` for distances. `bf16` runs the model under
     bfloat16 autocast in channels_last layout (see iics.runtime).
     """
-    count = len(images) if rows is None else len(rows)
-    if count == 0:
-        raise ValueError("extract_features: no images")
+    batches = cache_batches(images, batch_size, rows, progress, desc, caller="extract_features")
     place_model(model.eval(), device, bf16)
     out = []
-    for start in tqdm(range(0, count, batch_size), desc=desc, disable=not progress, leave=False):
-        chunk = images[start:start + batch_size] if rows is None else images[rows[start:start + batch_size]]
-        batch = torch.as_tensor(np.asarray(chunk))
+    for batch in batches:
         if device.type == "cuda":  # from pinned memory the copy runs behind the previous batch's forward
             batch = batch.pin_memory().to(device, non_blocking=True)
         x = place_batch(eval_transform(batch), bf16)

@@ -56,7 +56,4 @@ def augment(params: dict) -> Augment:
 def device_and_precision(params: dict) -> tuple[torch.device, bool]:
     """`device` resolved, and whether `precision` means bfloat16 autocast on it."""
     device = resolve_device(params["device"])
-    try:
-        return device, resolve_precision(params["precision"], device)
-    except ValueError as error:
-        raise SystemExit(f"params.yaml: {error}") from None
+    return device, _checked(resolve_precision, params["precision"], device)

@@ -87,6 +87,6 @@ def _folder_files(root: str) -> list[str]:
             subfolders[:] = []
             continue
         entered.add((status.st_dev, status.st_ino))
-        relative = PurePosixPath(Path(folder).relative_to(root).as_posix())
+        relative = Path(folder).relative_to(root)
         found.extend((relative / name).as_posix() for name in files if os.path.isfile(os.path.join(folder, name)))
     return found

@@ -74,6 +74,8 @@ ROUND = (
     ("inter_affinity", ["inter_affinity.py", "r00"]),
     ("inter_train", ["inter_train.py", "r00"]),
 )
+
+
 def _split(total: int, parts: int, rng: np.random.Generator) -> np.ndarray:
     """`total` as `parts` sizes that differ by at most one."""
     sizes = np.full(parts, total // parts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import yaml
@@ -46,15 +47,37 @@ def assert_what_reruns(dvc, repo, env) -> None:
     extra.write_bytes(b"weights")
     assert "init:" in run([dvc, "status", "init"], repo, env)
     extra.unlink()
+    inter_count = yaml.safe_load((repo / "params.yaml").read_text())["clustering"]["inter_count"]
+    with params_changed(repo, {"clustering": {"inter_count": inter_count + 1}}):
+        status = run([dvc, "status"], repo, env)
+    assert "inter_affinity@r00" in status and "intra_cluster@" not in status
+    assert "changed" not in run([dvc, "status"], repo, env)
+
+
+@contextmanager
+def params_changed(repo, update: dict):
+    """params.yaml with nested `update` merged in, restored afterwards."""
     params_file = repo / "params.yaml"
     original = params_file.read_text()
     params = yaml.safe_load(original)
-    params["clustering"]["inter_count"] += 1
+    merge_config(params, update)
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    status = run([dvc, "status"], repo, env)
-    params_file.write_text(original)
-    assert "inter_affinity@r00" in status and "intra_cluster@" not in status
-    assert "changed" not in run([dvc, "status"], repo, env)
+    try:
+        yield
+    finally:
+        params_file.write_text(original)
+
+
+def read_is_listed(path: str, listed: list[str], deps: list[str], args: list[str], dataset: str) -> bool:
+    """Whether a stage's change-tracking covers the params key `path` it read: a key it lists in
+    dvc.yaml, or one fixed by its deps and command."""
+    if any(path == key or path.startswith(key + ".") for key in listed):
+        return True
+    if path == "dataset.name":  # interpolated into the stage's data paths
+        return any(dep.startswith(f"data/{dataset}/") for dep in deps)
+    # A round's own schedule entry: its key is in the command, `prev` too, and set_rounds.py
+    # writes t as the key's number.
+    return any(path == f"rounds.{arg}" or path.startswith(f"rounds.{arg}.") for arg in args)
 
 
 def assert_stages_list_params_they_read(repo, env) -> None:
@@ -65,39 +88,23 @@ def assert_stages_list_params_they_read(repo, env) -> None:
     their other code paths (each clustering method, no inter-camera stage)."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     last_instance = {name.split("@")[0]: name for name in lock}
-    params_file = repo / "params.yaml"
-    original = params_file.read_text()
-    dataset = yaml.safe_load(original)["dataset"]["name"]
+    dataset = yaml.safe_load((repo / "params.yaml").read_text())["dataset"]["name"]
     variants = [{"clustering": {"method": "count"}}, {"clustering": {"method": "quantile"}}]
     runs = [(name, {}) for name in last_instance.values()]
     runs += [(last_instance[stage], variant) for stage in ("intra_cluster", "inter_affinity") for variant in variants]
     runs += [(last_instance["inter_affinity"], {"inter": {"enabled": False}})]
+    trace = repo / "trace.json"
     unlisted = {}
     for name, variant in runs:
         stage = lock[name]
         listed = list(stage.get("params", {}).get("params.yaml", {}))
+        deps = [dep["path"] for dep in stage.get("deps", [])]
         script, *args = stage["cmd"].split()[1:]
-        params = yaml.safe_load(original)
-        merge_config(params, variant)
-        params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-        trace = repo / "trace.json"
-        try:
+        with params_changed(repo, variant):
             run([sys.executable, str(REPO / "tests" / "params_trace.py"), str(trace), script, *args], repo, env)
-        finally:
-            params_file.write_text(original)
         read = json.loads(trace.read_text())
         assert read or not listed, f"{name}: the trace saw none of its params read"
-
-        def covered(path: str) -> bool:
-            if any(path == key or path.startswith(key + ".") for key in listed):
-                return True
-            if path == "dataset.name":  # interpolated into the stage's data paths
-                return any(dep["path"].startswith(f"data/{dataset}/") for dep in stage.get("deps", []))
-            # A round's own schedule entry: its key is in the command, `prev` too, and
-            # set_rounds.py writes t as the key's number.
-            return any(path == f"rounds.{arg}" or path.startswith(f"rounds.{arg}.") for arg in args)
-
-        missing = [path for path in read if not covered(path)]
+        missing = [path for path in read if not read_is_listed(path, listed, deps, args, dataset)]
         if missing:
             unlisted[f"{name} {variant or ''}".strip()] = missing
     assert not unlisted, f"stages read params that dvc.yaml does not list for them: {unlisted}"

@@ -11,13 +11,21 @@ import torch
 def resolve_device(name: str) -> torch.device:
     """`auto` -> CUDA when available, else CPU; `cpu`, `cuda`, `cuda:1` ... as given.
 
-    Asking for CUDA on a machine without it is an error, never a silent fallback.
+    Anything else, or a CUDA device this machine does not have, is a ValueError: never a silent
+    fallback to another device.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 

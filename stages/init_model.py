@@ -5,12 +5,12 @@ import sys
 
 import torch
 from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
+from params_io import compute_device
 
 from iics.checkpoint import save_backbone
 from iics.calibration import estimate_aibn_statistics
 from iics.index import split_rows
 from iics.models import build_backbone, statistics_from_train_images
-from iics.runtime import resolve_device
 
 NO_WEIGHTS_WARNING = """\
 ########################################################################################
@@ -41,7 +41,7 @@ def main() -> None:
         raise SystemExit(f"init: {exc}") from None
     if statistics_from_train_images(model_params["backbone"], weights):
         train = split_rows(load_index(params), "train")
-        batches = estimate_aibn_statistics(backbone, load_images(params), resolve_device(params["device"]),
+        batches = estimate_aibn_statistics(backbone, load_images(params), compute_device(params),
                                            params["features"]["batch_size"], rows=train, progress=show_progress())
         print(f"init: AIBN running statistics estimated from {len(train)} train images ({batches} batches)")
     save_backbone(backbone, model_params["backbone"], round_dir("init") / "model.pt")

@@ -6,12 +6,11 @@ import argparse
 import numpy as np
 import torch
 from common import load_index, load_params, round_dir, round_metrics_dir, write_json
-from params_io import intra_cut, reranking
+from params_io import compute_device, intra_cut, reranking
 
 from iics.diagnostics import per_camera_label_quality
 from iics.index import camera_positions, has_train_identities, split_rows
 from iics.pseudo_labels import intra_camera_labels
-from iics.runtime import resolve_device
 
 
 def main() -> None:
@@ -22,7 +21,7 @@ def main() -> None:
     index = load_index(params)
     train = split_rows(index, "train")
     cameras, camera_index = camera_positions(index["camid"][train])
-    device = resolve_device(params["device"])  # re-ranking and (on CUDA) the linkage run there
+    device = compute_device(params)  # re-ranking and (on CUDA) the linkage run there
     features = torch.from_numpy(np.load(round_dir(args.round) / "features.npy")).to(device)
     labels = intra_camera_labels(features, camera_index, intra_cut(params), reranking(params))
     np.save(round_dir(args.round) / "intra_labels.npy", labels)

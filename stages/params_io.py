@@ -53,7 +53,12 @@ def augment(params: dict) -> Augment:
     return _checked(Augment, pad=a["pad"], flip_p=a["flip_p"], erasing_p=a["erasing_p"])
 
 
+def compute_device(params: dict) -> torch.device:
+    """`device` resolved (`auto` -> CUDA when present)."""
+    return _checked(resolve_device, params["device"])
+
+
 def device_and_precision(params: dict) -> tuple[torch.device, bool]:
     """`device` resolved, and whether `precision` means bfloat16 autocast on it."""
-    device = resolve_device(params["device"])
-    return device, _checked(resolve_precision, params["precision"], device)
+    resolved = compute_device(params)
+    return resolved, _checked(resolve_precision, params["precision"], resolved)

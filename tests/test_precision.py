@@ -9,7 +9,7 @@ import torch
 from iics.features import extract_features
 from iics.models import ClassifierHead, build_backbone
 from iics.models.aibn import AIBN2d
-from iics.runtime import compute_context, resolve_precision
+from iics.runtime import compute_context, resolve_device, resolve_precision
 from iics.settings import Augment, Optimizer
 from iics.training import train_inter_camera, train_intra_camera
 
@@ -32,6 +32,22 @@ def test_resolve_precision():
 def test_bad_precision_in_params_is_a_one_line_exit():
     with pytest.raises(SystemExit, match=r"params.yaml: precision must be one of .* got 'half'"):
         device_and_precision({"device": "cpu", "precision": "half"})
+
+
+def test_resolve_device_accepts_cpu_and_refuses_what_is_not_there():
+    assert resolve_device("cpu") == CPU
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    for name in ("gpu", "mps", "cuda:x", ""):
+        with pytest.raises(ValueError, match=rf"device must be auto, cpu, cuda or cuda:N, got {name!r}"):
+            resolve_device(name)
+    with pytest.raises(ValueError, match="'cuda:99' requested but"):
+        resolve_device("cuda:99")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_in_params_without_cuda_is_a_one_line_exit():
+    with pytest.raises(SystemExit, match=r"^params.yaml: device 'cuda' requested but CUDA is not available; use 'auto' or 'cpu'$"):
+        device_and_precision({"device": "cuda", "precision": "auto"})
 
 
 def test_aibn_batch_statistics_survive_bf16_autocast():

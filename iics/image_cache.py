@@ -21,8 +21,9 @@ class ImageCacheError(ValueError):
     """An image that cannot be decoded, or a cache file with the wrong layout."""
 
 
-def _decode(source: ImageSource, member: str, height: int, width: int) -> np.ndarray:
-    """One image of the source as an RGB uint8 array resized to height x width (bicubic)."""
+def decode_image(source: ImageSource, member: str, height: int, width: int) -> np.ndarray:
+    """One image of the source as an RGB uint8 array resized to height x width (bicubic): how
+    every image the pipeline sees is made, so new crops fed to a trained model go through it too."""
     data = source.read(member)
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -70,7 +71,7 @@ def build_image_cache(
             bar = tqdm(images, desc=f"decode {os.path.basename(source_path)}", unit="img", disable=not progress)
             filled = 0
             for member in bar:
-                buffer[filled] = _decode(source, member, height, width)
+                buffer[filled] = decode_image(source, member, height, width)
                 filled += 1
                 if filled == block:
                     out.write(buffer.tobytes())

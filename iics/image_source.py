@@ -8,6 +8,15 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # Market-1501 and DukeMTMC-reID ship .jpg, CUHK03-NP .png
+
+
+def is_hidden(name: str) -> bool:
+    """True for macOS resource forks (``__MACOSX/``) and hidden files (a name starting with '.')."""
+    parts = name.split("/")
+    return any(p.startswith("__MACOSX") for p in parts) or parts[-1].startswith(".")
+
+
 class SourceError(ValueError):
     """A dataset source that cannot be opened, or a member it does not hold."""
 
@@ -54,6 +63,11 @@ class ImageSource:
         if self._zip is not None:
             return sorted(n for n in self._zip.namelist() if not n.endswith("/"))
         return sorted(_folder_files(self.path))
+
+    def image_names(self) -> list[str]:
+        """The names of :meth:`names` that end in an image extension (any case), sorted, hidden
+        files and macOS resource forks left out."""
+        return [name for name in self.names() if name.lower().endswith(IMAGE_EXTENSIONS) and not is_hidden(name)]
 
     def read(self, name: str) -> bytes:
         """The bytes of one file; SourceError naming the source when it is absent."""

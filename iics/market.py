@@ -12,7 +12,7 @@ import re
 
 import pandas as pd
 
-from iics.image_source import ImageSource, SourceError
+from iics.image_source import IMAGE_EXTENSIONS, ImageSource, SourceError, is_hidden
 from iics.index import SPLITS, index_table
 
 SPLIT_FOLDERS = {
@@ -23,7 +23,6 @@ SPLIT_FOLDERS = {
 FOLDER_SPLITS = {folder: split for split, folder in SPLIT_FOLDERS.items()}
 JUNK_PID = -1
 DISTRACTOR_PID = 0
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # Market-1501 and DukeMTMC-reID ship .jpg, CUHK03-NP .png
 
 EXPECTED_NAME = (
     "'<pid>_c<cam>[s<seq>]_<rest>.jpg' (or .png), e.g. '0002_c1s1_000451_03.jpg', "
@@ -52,18 +51,12 @@ def parse_market_name(filename: str) -> tuple[int, int]:
     return pid, camid
 
 
-def _is_ignored(member: str) -> bool:
-    """True for macOS resource forks and other hidden entries."""
-    parts = member.split("/")
-    return any(p.startswith("__MACOSX") for p in parts) or parts[-1].startswith(".")
-
-
 def _layout_roots(names: list[str]) -> dict[str, dict[str, bool]]:
     """Every folder that directly holds a split folder: root ('' or 'a/b/') -> {split: whether
     that split folder directly holds an image file}. Hidden entries are skipped."""
     roots: dict[str, dict[str, bool]] = {}
     for member in names:
-        if _is_ignored(member):
+        if is_hidden(member):
             continue
         parts = member.split("/")
         for depth, part in enumerate(parts[:-1]):
@@ -144,7 +137,7 @@ def index_market_zip(zip_path: str | os.PathLike, subset: str | None = None) -> 
     root = _choose_root(zip_path, names, subset or None)
     rows = []
     for member in names:
-        if _is_ignored(member) or not member.startswith(root) or not member.lower().endswith(IMAGE_EXTENSIONS):
+        if is_hidden(member) or not member.startswith(root) or not member.lower().endswith(IMAGE_EXTENSIONS):
             continue
         folder = member[len(root):].rpartition("/")[0]
         split = FOLDER_SPLITS.get(folder)

@@ -14,7 +14,7 @@ import re
 
 import pandas as pd
 
-from iics.image_source import ImageSource, SourceError
+from iics.image_source import ImageSource, SourceError, is_hidden
 from iics.index import SPLITS, index_table
 
 TRAIN_FOLDER = "mask_train_v2"
@@ -74,17 +74,11 @@ def parse_msmt17_name(filename: str) -> int:
     return _parse_name(filename)[1]
 
 
-def _is_ignored(member: str) -> bool:
-    """True for macOS resource forks and other hidden entries."""
-    parts = member.split("/")
-    return any(p.startswith("__MACOSX") for p in parts) or parts[-1].startswith(".")
-
-
 def _find_root(zip_path: str, names: list[str]) -> str:
     """The folder prefix ('' or 'MSMT17_V2/') that holds the list files; checks they are all there."""
     roots: dict[str, set[str]] = {}
     for member in names:
-        if _is_ignored(member):
+        if is_hidden(member):
             continue
         folder, _, base = member.rpartition("/")
         if base in LIST_FILES:

@@ -1,6 +1,8 @@
-"""iics.image_source on folders: symlinked images are read through their links, while names
-that leave the folder are refused whatever they point at."""
+"""iics.image_source: on folders, symlinked images are read through their links, while names
+that leave the folder are refused whatever they point at; image_names keeps only images."""
 from __future__ import annotations
+
+import zipfile
 
 import numpy as np
 import pytest
@@ -67,3 +69,19 @@ def test_footage_of_symlinked_images_extracts(linked_folder, tmp_path):
     assert cache.shape == (3, 12, 6, 3)
     assert cache[1, 6, 3, 1] > 150 and cache[0, 6, 3, 0] > 150  # green (linked) and red (real) images
     np.testing.assert_array_equal(cache[1], cache[2])
+
+
+def test_image_names_keep_images_and_drop_other_and_hidden_files(tmp_path):
+    folder = tmp_path / "crops"
+    (folder / "cam1").mkdir(parents=True)
+    (folder / "__MACOSX" / "cam1").mkdir(parents=True)
+    for name in ("cam1/a.jpg", "cam1/B.PNG", "c.jpeg", "notes.txt", "cam1/.d.jpg", "__MACOSX/cam1/._a.jpg"):
+        (folder / name).write_bytes(b"x")
+    with ImageSource(folder) as source:
+        assert source.image_names() == ["c.jpeg", "cam1/B.PNG", "cam1/a.jpg"]
+    archive = tmp_path / "crops.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in ("x/1.png", "x/readme.md", "__MACOSX/x/._1.png", "x/.hidden.png"):
+            z.writestr(name, b"x")
+    with ImageSource(archive) as source:
+        assert source.image_names() == ["x/1.png"]

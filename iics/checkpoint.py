@@ -10,14 +10,27 @@ from torch import nn
 from iics.models import build_backbone
 
 
-def save_backbone(model: nn.Module, name: str, path: str | os.PathLike, heads: list[nn.Module] | None = None) -> None:
-    """Write the backbone (and optionally classifier heads) atomically to `path`."""
+def save_backbone(
+    model: nn.Module,
+    name: str,
+    path: str | os.PathLike,
+    heads: list[nn.Module] | None = None,
+    input_size: tuple[int, int] | None = None,
+) -> None:
+    """Write the backbone (and optionally classifier heads) atomically to `path`. `input_size`
+    is the (height, width) of the images the model was trained on, kept so that the file alone
+    says how to feed it new crops (`iics.embedding`); None for a model not trained yet."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "backbone": name,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    if input_size is not None:
+        height, width = (int(v) for v in input_size)
+        if height < 1 or width < 1:
+            raise ValueError(f"input_size must be a positive (height, width), got {tuple(input_size)}")
+        payload["input_size"] = [height, width]
     if heads is not None:
         payload["heads"] = [
             {"num_classes": h.classifier.out_features, "state_dict": {k: v.detach().cpu() for k, v in h.state_dict().items()}}
@@ -47,6 +60,13 @@ def load_backbone(path: str | os.PathLike, expected_name: str | None = None) -> 
     model = build_backbone(name)
     model.load_state_dict(payload["state_dict"])
     return model, name
+
+
+def trained_input_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """The (height, width) the model in `path` was trained on, or None when the file records
+    none (an untrained `init` model, or a file written before the size was kept)."""
+    size = _read(path).get("input_size")
+    return None if size is None else (int(size[0]), int(size[1]))
 
 
 def load_heads(path: str | os.PathLike, feature_dim: int) -> list[nn.Module]:

@@ -30,7 +30,9 @@ def cache_batches(
 
     def read(start: int) -> torch.Tensor:
         chunk = images[start:start + batch_size] if rows is None else images[rows[start:start + batch_size]]
-        return torch.as_tensor(np.asarray(chunk))
+        # A slice of a read-only memory map is copied (torch warns about tensors on read-only
+        # memory); a row selection already is a fresh, writable array and is not copied again.
+        return torch.from_numpy(np.require(chunk, requirements="W"))
 
     starts = tqdm(range(0, count, batch_size), desc=desc, disable=not progress, leave=False)
     return (read(start) for start in starts)

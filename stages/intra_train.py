@@ -44,7 +44,8 @@ def main() -> None:
         augment=augment(params), device=device, seed=seed, bf16=bf16, progress=show_progress(),
     )
     seconds = time.perf_counter() - start
-    save_backbone(backbone, name, round_dir(args.round) / "intra_model.pt", heads=heads)
+    save_backbone(backbone, name, round_dir(args.round) / "intra_model.pt", heads=heads,
+                  input_size=images.shape[1:3])
     write_json(round_metrics_dir(args.round) / "intra_train.json", {"loss": losses[-1]})
     print(f"intra_train {args.round}: losses {[round(x, 3) for x in losses]} in {seconds:.1f}s on {device}")
 

@@ -32,3 +32,16 @@ def test_checkpoint_round_trip_with_heads(tmp_path):
         load_heads(tmp_path / "plain.pt", model.feature_dim)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_backbone(tmp_path / "missing.pt")
+
+
+def test_checkpoint_records_the_training_image_size(tmp_path):
+    from iics.checkpoint import trained_input_size
+
+    model = build_backbone("resnet18")
+    save_backbone(model, "resnet18", tmp_path / "trained.pt", input_size=(64, 32))
+    assert trained_input_size(tmp_path / "trained.pt") == (64, 32)
+    save_backbone(model, "resnet18", tmp_path / "init.pt")
+    assert trained_input_size(tmp_path / "init.pt") is None
+    with pytest.raises(ValueError, match=r"input_size must be a positive \(height, width\), got \(0, 32\)"):
+        save_backbone(model, "resnet18", tmp_path / "bad.pt", input_size=(0, 32))
+    assert not (tmp_path / "bad.pt").exists()

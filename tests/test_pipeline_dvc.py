@@ -153,3 +153,10 @@ def test_own_footage_preset_without_test_split(tmp_path):
     with Image.open(tmp_path / "plots" / "ranking.png") as note:  # nothing to rank: a one-line note
         assert note.size == (480, 60)
     assert (tmp_path / "plots" / "tsne.png").is_file()
+
+    # The trained model embeds the crops at the size it was trained at, which its file records.
+    out = run([sys.executable, "-m", "iics.embedding", "runs/r00/model.pt", "data/cams/raw/images", "--out", "cams.npz"],
+              tmp_path, env)
+    assert "32 crops from data/cams/raw/images at 32 x 16 -> cams.npz" in out
+    with np.load(tmp_path / "cams.npz") as saved:
+        assert saved["features"].shape == (32, 512) and saved["names"][0] == "cam1/p0_0.png"

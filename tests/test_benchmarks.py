@@ -13,6 +13,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import gpu_all  # noqa: E402
 import round_speed  # noqa: E402
 import seed_spread  # noqa: E402
 from tiny_repo import GIT, parse_override, run  # noqa: E402
@@ -98,3 +99,16 @@ def test_round_speed_runs_a_whole_round_on_the_cpu(tmp_path):
     assert rows[-1]["seconds"] == pytest.approx(sum(row["seconds"] for row in rows[1:-1]), abs=0.02)
     assert all(row["peak_rss_mib"] > 0 for row in rows[:-1])
     assert all((row["peak_gpu_gib"] is None) != torch.cuda.is_available() for row in rows[1:-1])
+
+
+def test_gpu_all_keeps_json_lines_and_the_rest_apart(tmp_path):
+    script = "import json, sys; print(json.dumps({'stage': 'a', 'seconds': 1.5})); print('table'); print('oops', file=sys.stderr)"
+    assert gpu_all.run_step("first", [sys.executable, "-c", script], tmp_path) == 0
+    assert gpu_all.run_step("second", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path) == 3
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert rows == [{"step": "first", "stage": "a", "seconds": 1.5}]
+    log = (tmp_path / "log.txt").read_text()
+    assert "table" in log and "oops" in log and "== second: exit 3" in log
+    assert set(gpu_all.STEPS) >= {"round_market1501", "round_msmt17", "clustering_market1501", "clustering_msmt17"}
+    for command in gpu_all.STEPS.values():  # every step names a file of the repository
+        assert (gpu_all.REPO / next(arg for arg in command[1:] if arg.endswith(".py"))).is_file()

@@ -1,0 +1,91 @@
+"""Every GPU measurement BENCHMARKS.md asks for, one after another, on a CUDA machine (no DVC needed):
+
+    python benchmarks/gpu_all.py OUT_DIR                                        # every step, in order
+    python benchmarks/gpu_all.py OUT_DIR --steps round_market1501 clustering_msmt17
+
+Each step runs as its own process. Its JSON lines go to OUT_DIR/results.jsonl with the step's
+name added, and everything else it prints (the table, the log, a traceback) to OUT_DIR/log.txt,
+so a machine that hands back only a few files still hands back everything. A failing step is
+reported and the next one runs; the exit status is the number of failed steps.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+from measure import git_commit  # noqa: E402
+
+PYTHON = sys.executable
+STEPS = {
+    "cuda_tests": [PYTHON, "-m", "pytest", "-q", "tests/test_cuda_equivalence.py"],
+    "round_market1501": [PYTHON, "benchmarks/round_speed.py", "--scale", "market1501"],
+    "round_market1501_float32": [PYTHON, "benchmarks/round_speed.py", "--scale", "market1501",
+                                 "--set", "precision=float32"],
+    "clustering_market1501": [PYTHON, "benchmarks/clustering_speed.py", "--scale", "market1501"],
+    "round_msmt17": [PYTHON, "benchmarks/round_speed.py", "--scale", "msmt17"],
+    "clustering_msmt17": [PYTHON, "benchmarks/clustering_speed.py", "--scale", "msmt17"],
+}
+
+
+def tag_json_lines(text: str, step: str) -> tuple[list[str], list[str]]:
+    """(the JSON-object lines of ``text`` with ``"step"`` added first, every other non-empty line)."""
+    rows, other = [], []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(json.dumps({"step": step, **row}))
+        elif line.strip():
+            other.append(line)
+    return rows, other
+
+
+def run_step(step: str, command: list[str], out_dir: Path) -> int:
+    """Run one step from the repository root; append its JSON lines to results.jsonl and the rest
+    of its output to log.txt. Returns its exit status."""
+    with open(out_dir / "log.txt", "a") as log:
+        log.write(f"== {step}: {' '.join(command)}\n")
+        log.flush()
+        start = time.perf_counter()
+        env = {**os.environ, "IICS_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}  # no progress bars in the log
+        done = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+        rows, other = tag_json_lines(done.stdout, step)
+        log.writelines(line + "\n" for line in other)
+        log.write(f"== {step}: exit {done.returncode} after {time.perf_counter() - start:.0f} s\n")
+    with open(out_dir / "results.jsonl", "a") as results:
+        results.writelines(row + "\n" for row in rows)
+    return done.returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
+    args = parser.parse_args()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    gpu = "no GPU"
+    if shutil.which("nvidia-smi"):
+        gpu = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.strip()
+    with open(args.out_dir / "log.txt", "a") as log:
+        log.write(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {git_commit(REPO)}, {gpu}\n")
+    failed = 0
+    for step in args.steps:
+        status = run_step(step, STEPS[step], args.out_dir)
+        print(f"{step}: exit {status}", flush=True)
+        failed += status != 0
+    sys.exit(failed)
+
+
+if __name__ == "__main__":
+    main()

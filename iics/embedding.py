@@ -103,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise ValueError(f"--height and --width must be positive, got {input_size[0]} x {input_size[1]}")
         device = resolve_device(args.device)
         bf16 = resolve_precision(args.precision, device)
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)  # before the work, not after
         with ImageSource(args.images) as source:
             names = source.image_names()
         if not names:

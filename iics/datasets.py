@@ -183,8 +183,14 @@ def index_dataset(
         csv_path, source = _footage_source(raw_dir)
         return source, index_footage(csv_path, source)
     if release is None:
-        zip_path = _single_zip(raw_dir)
-        index = _read_zip(layout, zip_path, subset)
+        try:
+            zip_path = _single_zip(raw_dir)
+            index = _read_zip(layout, zip_path, subset)
+        except ValueError as error:
+            if (raw_dir / FOOTAGE_CSV).is_file():  # own crops, but the configuration reads a zip layout
+                raise DatasetError(f"{error}; {raw_dir} holds {FOOTAGE_CSV}: for your own crops use "
+                                   "-S dataset=footage (dataset.layout=csv)") from None
+            raise
         _check_evaluable(index, zip_path)
         return zip_path, index
     zip_path = _official_zip(raw_dir, release)

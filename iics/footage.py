@@ -25,7 +25,7 @@ import re
 
 import pandas as pd
 
-from iics.image_source import ImageSource
+from iics.image_source import ImageSource, is_hidden
 from iics.index import SPLITS, index_table, unmatched_queries_problem
 
 REQUIRED_COLUMNS = ("image", "camid")
@@ -163,7 +163,8 @@ def _check_images_exist(csv_path: str, images_path: str, images: list[str], line
     shown = ", ".join(f"line {line} {image!r}" for line, image in missing[:MISSING_SHOWN])
     if len(missing) > MISSING_SHOWN:
         shown += f" and {len(missing) - MISSING_SHOWN} more"
-    example = f"it holds e.g. {names[0]!r}" if names else "it holds no files"
+    visible = [name for name in names if not is_hidden(name)]
+    example = f"it holds e.g. {visible[0]!r}" if visible else "it holds no files"
     hint = "; use '/' between folders, not '\\'" if any("\\" in image for _, image in missing) else ""
     raise _fail(
         csv_path, missing[0][0],

@@ -199,6 +199,25 @@ def test_csv_layout_needs_one_image_source(tmp_path):
         index_dataset(tmp_path, "cams", "csv")
 
 
+@pytest.mark.parametrize("as_zip, message", [
+    (False, "expected exactly one dataset .zip, found none"),
+    (True, "missing folder"),
+])
+def test_own_crops_read_with_a_zip_layout_point_to_the_footage_preset(tmp_path, as_zip, message):
+    make_footage(tmp_path, [["image", "camid"], ["a.jpg", "1"]], as_zip=as_zip)
+    with pytest.raises(DatasetError, match=rf"{message}.*; .* holds images.csv: for your own crops use "
+                                           r"-S dataset=footage \(dataset.layout=csv\)$"):
+        index_dataset(tmp_path, "cams", "market")
+
+
+def test_official_raw_folder_holding_only_its_readme_names_the_zip(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "README.md").write_text("put the zip here")
+    with pytest.raises(DatasetError, match=r"Market-1501-v15.09.15.zip: not found.*found in .*: README.md\)$"):
+        index_dataset(raw, "market1501", "market")
+
+
 def test_bad_layout_and_missing_folder(tmp_path):
     with pytest.raises(DatasetError, match="dataset.layout must be one of market, msmt17, csv, got 'voc'"):
         index_dataset(tmp_path, "x", "voc")

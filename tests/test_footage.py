@@ -212,7 +212,7 @@ def test_duplicate_image(tmp_path):
 @pytest.mark.parametrize("as_zip", [True, False])
 def test_missing_images(tmp_path, as_zip):
     rows = [["image", "camid"]] + [[f"cam1/{i}.jpg", "1"] for i in range(9)]
-    present = ["cam1/0.jpg", "cam1/2.jpg"]
+    present = ["__MACOSX/cam1/._0.jpg", "cam1/.DS_Store", "cam1/0.jpg", "cam1/2.jpg"]  # the example skips hidden files
     csv_path, images_path = make_footage(tmp_path, rows, as_zip=as_zip, images=present)
     with raises_at(3) as err:
         index_footage(csv_path, images_path)

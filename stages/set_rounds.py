@@ -42,12 +42,13 @@ def render(num_rounds: int, every: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("num_rounds", type=int)
     parser.add_argument("--every", type=int, default=5, help="evaluate every N rounds (and after the last)")
     parser.add_argument("--name", default=None, help="schedule name (default: rounds<N>)")
-    args = parser.parse_args()
+    parser.add_argument("--force", action="store_true", help="replace an existing schedule of that name")
+    args = parser.parse_args(argv)
     if args.num_rounds < 1 or args.num_rounds > 100:
         raise SystemExit(f"number of rounds must be 1..100, got {args.num_rounds}")
     if args.every < 1:
@@ -56,7 +57,11 @@ def main() -> None:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise SystemExit(f"--name must be letters, digits and _ and not start with a digit, got {name!r}")
     path = SCHEDULES / f"{name}.yaml"
-    path.write_text(render(args.num_rounds, args.every))
+    text = render(args.num_rounds, args.every)
+    if path.is_file() and path.read_text() != text and not args.force:
+        raise SystemExit(f"{path.relative_to(ROOT)} exists with another schedule (the presets select 'short' and "
+                         "'paper'); pick another --name, or pass --force to replace it")
+    path.write_text(text)
     evaluated = schedule(args.num_rounds, args.every)["evaluations"]
     print(f"{path.relative_to(ROOT)}: {args.num_rounds} rounds, evaluated: {evaluated}")
     print(f"select it with: dvc exp run -S schedule={name}   (or python stages/configure.py schedule={name})")

@@ -34,6 +34,19 @@ def test_shipped_schedules_are_generated():
     assert (REPO / "conf/schedule/paper.yaml").read_text() == set_rounds.render(40, 5)
 
 
+def test_an_existing_schedule_is_replaced_only_with_force(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(set_rounds, "ROOT", tmp_path)
+    monkeypatch.setattr(set_rounds, "SCHEDULES", tmp_path)
+    set_rounds.main(["3", "--every", "1", "--name", "mine"])
+    set_rounds.main(["3", "--every", "1", "--name", "mine"])  # the same schedule again: nothing to refuse
+    with pytest.raises(SystemExit, match=r"^mine.yaml exists with another schedule .* pass --force to replace it$"):
+        set_rounds.main(["4", "--name", "mine"])
+    assert (tmp_path / "mine.yaml").read_text() == set_rounds.render(3, 1)
+    set_rounds.main(["4", "--name", "mine", "--force"])
+    assert (tmp_path / "mine.yaml").read_text() == set_rounds.render(4, 5)
+    assert "select it with: dvc exp run -S schedule=mine" in capsys.readouterr().out
+
+
 def test_schedule_lists_rounds_and_evaluations():
     plan = set_rounds.schedule(7, 3)
     assert list(plan["rounds"]) == [f"r0{t}" for t in range(7)]

@@ -84,7 +84,7 @@ def copy_project(dest: Path, config_update: dict | None = None, rounds: int | No
     env = dict(os.environ, DVC_NO_ANALYTICS="1", IICS_PROGRESS="0", PYTHONPATH=str(dest),
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     if rounds is not None:
-        run([sys.executable, "stages/set_rounds.py", str(rounds), "--every", str(every), "--name", "short"], dest, env)
+        run([sys.executable, "stages/set_rounds.py", str(rounds), "--every", str(every), "--name", "short", "--force"], dest, env)
     run([sys.executable, "stages/configure.py"], dest, env)
     run(["git", "init", "-q"], dest, env)
     run(GIT + ["add", "-A"], dest, env)

@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from iics.checkpoint import load_backbone, trained_input_size
 from iics.features import extract_features, l2_normalize
-from iics.image_cache import ImageCacheError, decode_image
-from iics.image_source import IMAGE_EXTENSIONS, ImageSource, SourceError
+from iics.image_cache import decode_image
+from iics.image_source import IMAGE_EXTENSIONS, ImageSource
 from iics.runtime import PRECISIONS, resolve_device, resolve_precision
 
 

@@ -41,11 +41,13 @@ def save_backbone(
     os.replace(tmp, path)
 
 
-def _read(path: str | os.PathLike) -> dict:
+def _read(path: str | os.PathLike, mmap: bool = False) -> dict:
+    """The checkpoint's dict, checked. With ``mmap`` the tensors are mapped, not read: for
+    looking at the other entries of a file whose weights are loaded elsewhere."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found (expected a file written by an earlier stage)")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     if not isinstance(payload, dict) or "backbone" not in payload or "state_dict" not in payload:
         raise ValueError(f"{path}: not an iics checkpoint (expected keys 'backbone' and 'state_dict')")
     return payload
@@ -65,7 +67,7 @@ def load_backbone(path: str | os.PathLike, expected_name: str | None = None) -> 
 def trained_input_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """The (height, width) the model in `path` was trained on, or None when the file records
     none (an untrained `init` model, or a file written before the size was kept)."""
-    size = _read(path).get("input_size")
+    size = _read(path, mmap=True).get("input_size")  # the weights stay on disk
     return None if size is None else (int(size[0]), int(size[1]))
 
 

@@ -41,13 +41,16 @@ def embed_crops(
     """L2-normalised flip-averaged features (N, D), float32 on CPU, of the images ``names`` of a
     zip or folder, in that order: each decoded and resized to ``input_size`` (height, width) as
     `extract` builds the image cache, then `iics.features.extract_features`. Raises ValueError
-    when ``names`` is empty; an image that cannot be read or decoded raises an error naming it."""
+    when ``names`` is empty or the size is not positive; an image that cannot be read or decoded
+    raises an error naming it."""
     names = list(names)
     if not names:
         raise ValueError(f"{os.fspath(source_path)}: no images to embed")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     height, width = (int(v) for v in input_size)
+    if height < 1 or width < 1:
+        raise ValueError(f"height and width must be positive, got {height} x {width}")
     features = []
     with ImageSource(source_path) as source, tqdm(total=len(names), desc="embed", unit="img",
                                                    disable=not progress) as bar:
@@ -99,8 +102,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         if input_size is None:
             raise ValueError(f"{args.model}: the checkpoint records no training image size (an untrained `init` "
                              "model); pass --height and --width")
-        if min(input_size) < 1:
-            raise ValueError(f"--height and --width must be positive, got {input_size[0]} x {input_size[1]}")
         device = resolve_device(args.device)
         bf16 = resolve_precision(args.precision, device)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)  # before the work, not after

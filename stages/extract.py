@@ -40,7 +40,7 @@ def main() -> None:
     print(f"{dataset['name']} from {source.name}:")
     for split, counts in summary["splits"].items():
         distractors = f"  ({counts['distractors']} distractor images, not an identity)" if counts.get("distractors") else ""
-        ids = f"{counts['ids']:6d} ids" if counts["ids"] else " unlabelled"
+        ids = f"{counts['ids']:6d} ids" if counts["ids"] else f"{'unlabelled':>10}"
         print(f"  {split:8s} {counts['images']:7d} images  {ids}  {counts['cameras']:3d} cameras{distractors}")
     if not summary["evaluation"]:
         print("  no query/gallery with identities: the evaluate stages will record that nothing was evaluated")

@@ -166,6 +166,8 @@ def index_dataset(
     if layout not in LAYOUTS:
         raise DatasetError(f"dataset.layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     subset = subset or None
+    if subset is not None and not isinstance(subset, str):
+        raise DatasetError(f"dataset.subset must be a folder name or null, got {subset!r}")
     if subset is not None and layout != "market":
         raise DatasetError(
             f"dataset.subset is {subset!r} but only the market layout has subsets; got dataset.layout "

@@ -157,6 +157,8 @@ def test_cuhk03np_zip_with_a_subset(tmp_path):
     assert all(image.startswith("cuhk03-np/labeled/") and image.endswith(".png") for image in index["image"])
     with pytest.raises(ValueError, match="set dataset.subset"):  # an empty value is no choice
         index_dataset(raw, "cuhk03np", "market", subset="")
+    with pytest.raises(DatasetError, match=r"^dataset.subset must be a folder name or null, got 5$"):
+        index_dataset(raw, "cuhk03np", "market", subset=5)
 
 
 def test_subset_is_for_the_market_layout_only(tmp_path):

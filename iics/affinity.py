@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from iics.settings import check_at_least
+
 # Upper bound on the elements of one (rows x n) block of the result, per device type.
 MAX_CHUNK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 28}
 
@@ -79,7 +81,8 @@ def inter_camera_distance(features, probs, cams, mu: float):
 
 
 def mu_schedule(mu: float, t: float, T: float) -> float:
-    """Decayed Jaccard weight ``mu * (1 - t / T) ** 0.6`` for step ``0 <= t <= T``."""
+    """Decayed Jaccard weight ``mu * (1 - t / T) ** 0.6`` for step ``0 <= t <= T`` (``mu >= 0``)."""
+    check_at_least("mu", mu, 0)
     if T <= 0:
         raise ValueError(f"T must be positive, got {T}")
     if not 0 <= t <= T:

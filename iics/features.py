@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from iics.augment import eval_transform
 from iics.runtime import compute_context, place_batch, place_model
+from iics.settings import check_count
 
 
 def cache_batches(
@@ -24,6 +25,7 @@ def cache_batches(
     read one batch at a time (from a memory-mapped cache only that batch is read): all images in
     order, or with `rows` (integer indices) those images in that order. Checked at once: a
     ValueError naming `caller` when there are no images."""
+    check_count("batch_size", batch_size)
     count = len(images) if rows is None else len(rows)
     if count == 0:
         raise ValueError(f"{caller}: no images")

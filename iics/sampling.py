@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from iics.settings import check_count
+
 
 def per_camera_batches(camids: np.ndarray, batch_per_camera: int, rng: np.random.Generator) -> list[list[np.ndarray]]:
     """One epoch of intra-camera batches.
@@ -11,6 +13,7 @@ def per_camera_batches(camids: np.ndarray, batch_per_camera: int, rng: np.random
     ends when the smallest camera runs out (incomplete batches are dropped).
     Returns a list of iterations, each a list of index arrays in camera order (sorted camera ids).
     """
+    check_count("batch_per_camera", batch_per_camera)
     cameras = np.unique(camids)
     shuffled = [rng.permutation(np.flatnonzero(camids == c)) for c in cameras]
     iterations = min(len(s) for s in shuffled) // batch_per_camera
@@ -31,6 +34,8 @@ def pk_batches(labels: np.ndarray, ids_per_batch: int, images_per_id: int, rng: 
     Identities are visited once per epoch in random order; one with fewer images than
     `images_per_id` is sampled with replacement. The last incomplete group of identities is dropped.
     """
+    check_count("ids_per_batch", ids_per_batch)
+    check_count("images_per_id", images_per_id)
     ids = np.unique(labels)
     if len(ids) < ids_per_batch:
         raise ValueError(

@@ -6,8 +6,10 @@ training code.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -20,7 +22,24 @@ def _check(ok: bool, name: str, value: object, valid: str) -> None:
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: object) -> bool:
+    """A Python or NumPy real number, not a bool and not text (comparing text with a number would
+    raise a TypeError instead of naming the field)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def check_count(name: str, value: object, minimum: int = 1) -> None:
+    """A ValueError naming `name` unless `value` is an integer >= `minimum`."""
+    _check(_is_int(value) and value >= minimum, name, value, f"an integer >= {minimum}")
+
+
+def check_at_least(name: str, value: object, minimum: float) -> None:
+    """A ValueError naming `name` unless `value` is a number >= `minimum` (NaN is not)."""
+    _check(_is_number(value) and value >= minimum, name, value, f"a number >= {minimum}")
 
 
 @dataclass(frozen=True)
@@ -33,6 +52,8 @@ class ClusterCut:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"clustering method {self.method!r} is not one of {', '.join(METHODS)}")
+        if not _is_number(self.value):
+            raise ValueError(f"{self.method} cut needs a number, got {self.value!r}")
         if self.method == "count" and (self.value < 1 or int(self.value) != self.value):
             raise ValueError(f"count cut needs a positive integer, got {self.value!r}")
         if self.method == "quantile" and not 0 < self.value < 1:
@@ -50,9 +71,9 @@ class Reranking:
     lambda_value: float = 0.3
 
     def __post_init__(self):
-        _check(_is_int(self.k1) and self.k1 >= 1, "rerank k1", self.k1, "an integer >= 1")
-        _check(_is_int(self.k2) and self.k2 >= 1, "rerank k2", self.k2, "an integer >= 1")
-        _check(0 <= self.lambda_value <= 1, "rerank lambda", self.lambda_value, "in [0, 1]")
+        check_count("k1", self.k1)
+        check_count("k2", self.k2)
+        _check(_is_number(self.lambda_value) and 0 <= self.lambda_value <= 1, "lambda", self.lambda_value, "in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -65,10 +86,11 @@ class Optimizer:
     weight_decay: float = 5e-4
 
     def __post_init__(self):
-        _check(self.lr > 0, "lr", self.lr, "> 0")
-        _check(self.backbone_lr_scale >= 0, "backbone_lr_scale", self.backbone_lr_scale, ">= 0 (0 freezes the backbone)")
-        _check(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
-        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        _check(_is_number(self.lr) and self.lr > 0, "lr", self.lr, "> 0")
+        _check(_is_number(self.backbone_lr_scale) and self.backbone_lr_scale >= 0, "backbone_lr_scale",
+               self.backbone_lr_scale, ">= 0 (0 freezes the backbone)")
+        _check(_is_number(self.momentum) and 0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
+        _check(_is_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
 
     def build(self, backbone: nn.Module, heads: list[nn.Module]) -> torch.optim.SGD:
         head_params = [p for h in heads for p in h.parameters() if p.requires_grad]
@@ -88,6 +110,36 @@ class Augment:
     erasing_p: float = 0.5
 
     def __post_init__(self):
-        _check(_is_int(self.pad) and self.pad >= 0, "augment pad", self.pad, "an integer >= 0 (pixels)")
-        _check(0 <= self.flip_p <= 1, "augment flip_p", self.flip_p, "a probability in [0, 1]")
-        _check(0 <= self.erasing_p <= 1, "augment erasing_p", self.erasing_p, "a probability in [0, 1]")
+        _check(_is_int(self.pad) and self.pad >= 0, "pad", self.pad, "an integer >= 0 (pixels)")
+        _check(_is_number(self.flip_p) and 0 <= self.flip_p <= 1, "flip_p", self.flip_p, "a probability in [0, 1]")
+        _check(_is_number(self.erasing_p) and 0 <= self.erasing_p <= 1, "erasing_p", self.erasing_p,
+               "a probability in [0, 1]")
+
+
+@dataclass(frozen=True)
+class IntraTraining:
+    """Intra-camera training length and batch: `batch_per_camera` images from every camera per step."""
+
+    epochs: int
+    batch_per_camera: int
+
+    def __post_init__(self):
+        check_count("epochs", self.epochs)
+        check_count("batch_per_camera", self.batch_per_camera)
+
+
+@dataclass(frozen=True)
+class InterTraining:
+    """Inter-camera training length, PK batch shape and the triplet margin. A batch-hard triplet
+    needs a positive and a negative for its anchors: at least 2 identities x 2 images."""
+
+    epochs: int
+    ids_per_batch: int
+    images_per_id: int
+    margin: float
+
+    def __post_init__(self):
+        check_count("epochs", self.epochs)
+        check_count("ids_per_batch", self.ids_per_batch, 2)
+        check_count("images_per_id", self.images_per_id, 2)
+        check_at_least("margin", self.margin, 0)

@@ -11,7 +11,7 @@ from iics.augment import train_transform
 from iics.losses import batch_hard_triplet
 from iics.runtime import compute_context, make_generator, place_batch, place_model
 from iics.sampling import per_camera_batches, pk_batches
-from iics.settings import Augment, Optimizer
+from iics.settings import Augment, InterTraining, IntraTraining, Optimizer
 
 
 def _as_device_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -27,8 +27,7 @@ def train_intra_camera(
     camera_index: np.ndarray,
     labels: np.ndarray,
     *,
-    epochs: int,
-    batch_per_camera: int,
+    training: IntraTraining,
     optimizer: Optimizer,
     augment: Augment,
     device: torch.device,
@@ -36,7 +35,7 @@ def train_intra_camera(
     bf16: bool = False,
     progress: bool = True,
 ) -> list[float]:
-    """Intra-camera training; returns the mean loss of each epoch.
+    """Intra-camera training for `training.epochs` epochs; returns the mean loss of each epoch.
 
     `camera_index[i]` is the position (0..C-1) of image i's camera in `heads`; `labels[i]` its
     pseudo-label within that camera. Each iteration forwards every camera's batch through the
@@ -54,11 +53,12 @@ def train_intra_camera(
     for head in heads:
         head.to(device).train()
     sgd = optimizer.build(backbone, heads)
+    epochs = training.epochs
     epoch_losses = []
     for epoch in range(epochs):
         # The epoch's indices, (iterations, cameras, batch), copied to the device at once: a copy
         # per batch would block the CPU until the GPU finished the previous step.
-        iterations = torch.as_tensor(np.array(per_camera_batches(camera_index, batch_per_camera, rng)), device=device)
+        iterations = torch.as_tensor(np.array(per_camera_batches(camera_index, training.batch_per_camera, rng)), device=device)
         total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
         for batch in tqdm(iterations, desc=f"intra epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
             loss = 0.0
@@ -81,10 +81,7 @@ def train_inter_camera(
     images: np.ndarray,
     labels: np.ndarray,
     *,
-    epochs: int,
-    ids_per_batch: int,
-    images_per_id: int,
-    margin: float,
+    training: InterTraining,
     optimizer: Optimizer,
     augment: Augment,
     device: torch.device,
@@ -92,8 +89,8 @@ def train_inter_camera(
     bf16: bool = False,
     progress: bool = True,
 ) -> list[float]:
-    """Inter-camera training with PK batches; loss = cross-entropy + batch-hard triplet on the
-    pooled backbone features. Returns the mean loss of each epoch. `bf16` as in
+    """Inter-camera training with PK batches (`training.ids_per_batch` x `training.images_per_id`);
+    loss = cross-entropy + batch-hard triplet (`training.margin`) on the pooled backbone features. Returns the mean loss of each epoch. `bf16` as in
     `train_intra_camera`."""
     rng = np.random.default_rng(seed)
     generator = make_generator(seed, device)
@@ -102,9 +99,11 @@ def train_inter_camera(
     place_model(backbone.train(), device, bf16)
     head.to(device).train()
     sgd = optimizer.build(backbone, [head])
+    epochs = training.epochs
     epoch_losses = []
     for epoch in range(epochs):
-        batches = torch.as_tensor(np.stack(pk_batches(labels, ids_per_batch, images_per_id, rng)), device=device)
+        batches = torch.as_tensor(np.stack(pk_batches(labels, training.ids_per_batch, training.images_per_id, rng)),
+                                  device=device)
         total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
         for idx_t in tqdm(batches, desc=f"inter epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
             x = train_transform(pixels[idx_t], generator, augment.pad, augment.flip_p, augment.erasing_p)
@@ -112,7 +111,7 @@ def train_inter_camera(
                 features = backbone(place_batch(x, bf16))
                 logits = head(features)
             y = targets[idx_t]
-            loss = nn.functional.cross_entropy(logits.float(), y) + batch_hard_triplet(features.float(), y, margin)
+            loss = nn.functional.cross_entropy(logits.float(), y) + batch_hard_triplet(features.float(), y, training.margin)
             sgd.zero_grad(set_to_none=True)
             loss.backward()
             sgd.step()

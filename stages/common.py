@@ -78,11 +78,6 @@ def round_position(params: dict, round_id: str) -> tuple[int, int]:
     return round_number(params, round_id), len(params["rounds"])
 
 
-def stage_seed(params: dict, t: int, offset: int) -> int:
-    """A distinct, reproducible seed for each stage of each round."""
-    return int(params["model"]["seed"]) * 100_003 + t * 101 + offset
-
-
 def write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from common import load_images, load_index, load_params, round_dir, round_metrics_dir, show_progress, write_json
-from params_io import device_and_precision
+from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone
 from iics.evaluation import evaluate
@@ -19,6 +19,7 @@ def main() -> None:
     parser.add_argument("round")
     args = parser.parse_args()
     params = load_params()
+    batch = integer(params, "features.batch_size")
     device, bf16 = device_and_precision(params)
     index = load_index(params)
     if not has_evaluation_split(index):
@@ -28,7 +29,6 @@ def main() -> None:
     images = load_images(params)
     backbone, _ = load_backbone(round_dir(args.round) / "model.pt", params["model"]["backbone"])
     query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
-    batch = params["features"]["batch_size"]
     # The memmapped cache and row indices: each batch is read as it is needed, never the whole split.
     q = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="query", rows=query)
     g = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="gallery",

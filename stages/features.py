@@ -5,7 +5,7 @@ import argparse
 
 import numpy as np
 from common import load_images, load_index, load_params, round_dir, show_progress
-from params_io import device_and_precision
+from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone
 from iics.features import extract_features, l2_normalize
@@ -18,12 +18,13 @@ def main() -> None:
     parser.add_argument("previous")
     args = parser.parse_args()
     params = load_params()
+    batch_size = integer(params, "features.batch_size")
     device, bf16 = device_and_precision(params)
     backbone, _ = load_backbone(round_dir(args.previous) / "model.pt", params["model"]["backbone"])
     images = load_images(params)
     train = split_rows(load_index(params), "train")
     features = extract_features(
-        backbone, images, device, params["features"]["batch_size"], bf16=bf16, progress=show_progress(), rows=train
+        backbone, images, device, batch_size, bf16=bf16, progress=show_progress(), rows=train
     )
     np.save(round_dir(args.round) / "features.npy", l2_normalize(features).numpy().astype(np.float32))
 

@@ -5,7 +5,7 @@ import sys
 
 import torch
 from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
-from params_io import compute_device
+from params_io import compute_device, integer
 
 from iics.checkpoint import save_backbone
 from iics.calibration import estimate_aibn_statistics
@@ -24,7 +24,7 @@ data/weights/, and set model.weights (the paper configurations already point the
 def main() -> None:
     params = load_params()
     model_params = params["model"]
-    torch.manual_seed(int(model_params["seed"]))
+    torch.manual_seed(integer(params, "model.seed", minimum=0))
     weights = model_params["weights"]
     if weights is None and params["dataset"]["name"] != "synthetic":
         print(NO_WEIGHTS_WARNING.format(backbone=model_params["backbone"], dataset=params["dataset"]["name"]), file=sys.stderr)
@@ -42,7 +42,7 @@ def main() -> None:
     if statistics_from_train_images(model_params["backbone"], weights):
         train = split_rows(load_index(params), "train")
         batches = estimate_aibn_statistics(backbone, load_images(params), compute_device(params),
-                                           params["features"]["batch_size"], rows=train, progress=show_progress())
+                                           integer(params, "features.batch_size"), rows=train, progress=show_progress())
         print(f"init: AIBN running statistics estimated from {len(train)} train images ({batches} batches)")
     save_backbone(backbone, model_params["backbone"], round_dir("init") / "model.pt")
     print(f"init: {model_params['backbone']} from {weights or 'random initialisation'}")

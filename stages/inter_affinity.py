@@ -5,7 +5,7 @@ import argparse
 
 import numpy as np
 from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_position, show_progress, write_json
-from params_io import device_and_precision, inter_cut, reranking
+from params_io import device_and_precision, integer, inter_cut, inter_enabled, number, reranking
 
 from iics.affinity import mu_schedule
 from iics.checkpoint import load_backbone, load_heads
@@ -22,13 +22,15 @@ def main() -> None:
     params = load_params()
     labels_path = round_dir(args.round) / "inter_labels.npy"
     metrics_path = round_metrics_dir(args.round) / "inter.json"
-    if not params["inter"]["enabled"]:
+    if not inter_enabled(params):
         np.save(labels_path, np.zeros(0, dtype=np.int64))
         write_json(metrics_path, {"enabled": False})
         print(f"inter_affinity {args.round}: inter-camera stage disabled (inter.enabled: false)")
         return
 
     t, total = round_position(params, args.round)
+    mu_t, cut, rerank = mu_schedule(number(params, "inter.mu", 0), t, total), inter_cut(params), reranking(params)
+    batch_size = integer(params, "features.batch_size")
     device, bf16 = device_and_precision(params)
     index = load_index(params)
     train = split_rows(index, "train")
@@ -37,12 +39,11 @@ def main() -> None:
     model_path = round_dir(args.round) / "intra_model.pt"
     backbone, _ = load_backbone(model_path, params["model"]["backbone"])
     heads = load_heads(model_path, backbone.feature_dim)
-    features = extract_features(backbone, images, device, params["features"]["batch_size"], bf16=bf16,
+    features = extract_features(backbone, images, device, batch_size, bf16=bf16,
                                 progress=show_progress(), rows=train).to(device)
     probabilities = camera_head_probabilities(features, heads, device)
-    mu_t = mu_schedule(params["inter"]["mu"], t, total)
     # Affinity, re-ranking and (on CUDA) the linkage run on the device too.
-    labels = inter_camera_labels(features, probabilities, camera_index, mu_t, inter_cut(params), reranking(params))
+    labels = inter_camera_labels(features, probabilities, camera_index, mu_t, cut, rerank)
     np.save(labels_path, labels)
 
     quality = {"num_clusters": int(labels.max() + 1)}

@@ -5,8 +5,8 @@ import argparse
 import time
 
 import numpy as np
-from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_number, show_progress, stage_seed, write_json
-from params_io import augment, device_and_precision, optimizer
+from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_number, show_progress, write_json
+from params_io import augment, device_and_precision, inter_enabled, inter_training, optimizer, stage_seed
 
 from iics.checkpoint import load_backbone, save_backbone, trained_input_size
 from iics.index import split_rows
@@ -25,14 +25,14 @@ def main() -> None:
     backbone, name = load_backbone(intra_model, params["model"]["backbone"])
     out = round_dir(args.round) / "model.pt"
     metrics_path = round_metrics_dir(args.round) / "inter_train.json"
-    cfg = params["inter"]
-    if not cfg["enabled"]:
+    if not inter_enabled(params):
         save_backbone(backbone, name, out, input_size=trained_input_size(intra_model))
         write_json(metrics_path, {"enabled": False})
         print(f"inter_train {args.round}: inter-camera stage disabled; the round's model is the intra-camera one")
         return
 
     seed = stage_seed(params, t, 2)
+    training, sgd, augmentation = inter_training(params), optimizer(params, "inter"), augment(params)
     seed_everything(seed)
     device, bf16 = device_and_precision(params)
     index = load_index(params)
@@ -41,12 +41,13 @@ def main() -> None:
     labels = np.load(round_dir(args.round) / "inter_labels.npy")
     head = ClassifierHead(backbone.feature_dim, int(labels.max()) + 1)
     start = time.perf_counter()
-    losses = train_inter_camera(
-        backbone, head, images, labels,
-        epochs=cfg["epochs"], ids_per_batch=cfg["ids_per_batch"], images_per_id=cfg["images_per_id"],
-        margin=cfg["margin"], optimizer=optimizer(cfg), augment=augment(params),
-        device=device, seed=seed, bf16=bf16, progress=show_progress(),
-    )
+    try:
+        losses = train_inter_camera(
+            backbone, head, images, labels, training=training, optimizer=sgd, augment=augmentation,
+            device=device, seed=seed, bf16=bf16, progress=show_progress(),
+        )
+    except ValueError as error:  # too few pseudo-identities for a PK batch (checked before the first step)
+        raise SystemExit(f"inter_train {args.round}: {error}") from None
     seconds = time.perf_counter() - start
     save_backbone(backbone, name, out, input_size=images.shape[1:3])
     write_json(metrics_path, {"enabled": True, "loss": losses[-1]})

@@ -18,12 +18,13 @@ def main() -> None:
     parser.add_argument("round")
     args = parser.parse_args()
     params = load_params()
+    cut, rerank = intra_cut(params), reranking(params)
     index = load_index(params)
     train = split_rows(index, "train")
     cameras, camera_index = camera_positions(index["camid"][train])
     device = compute_device(params)  # re-ranking and (on CUDA) the linkage run there
     features = torch.from_numpy(np.load(round_dir(args.round) / "features.npy")).to(device)
-    labels = intra_camera_labels(features, camera_index, intra_cut(params), reranking(params))
+    labels = intra_camera_labels(features, camera_index, cut, rerank)
     np.save(round_dir(args.round) / "intra_labels.npy", labels)
 
     per_camera = {f"c{cam}": int(labels[camera_index == i].max() + 1) for i, cam in enumerate(cameras)}

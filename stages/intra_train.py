@@ -5,8 +5,8 @@ import argparse
 import time
 
 import numpy as np
-from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_number, show_progress, stage_seed, write_json
-from params_io import augment, device_and_precision, optimizer
+from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_number, show_progress, write_json
+from params_io import augment, device_and_precision, intra_training, optimizer, stage_seed
 
 from iics.checkpoint import load_backbone, save_backbone
 from iics.index import camera_positions, split_rows
@@ -23,6 +23,7 @@ def main() -> None:
     params = load_params()
     t = round_number(params, args.round)
     seed = stage_seed(params, t, 1)
+    training, sgd, augmentation = intra_training(params), optimizer(params, "intra"), augment(params)
     seed_everything(seed)
     device, bf16 = device_and_precision(params)
     index = load_index(params)
@@ -36,13 +37,14 @@ def main() -> None:
         ClassifierHead(backbone.feature_dim, int(labels[camera_index == c].max()) + 1)
         for c in range(int(camera_index.max()) + 1)
     ]
-    cfg = params["intra"]
     start = time.perf_counter()
-    losses = train_intra_camera(
-        backbone, heads, images, camera_index, labels,
-        epochs=cfg["epochs"], batch_per_camera=cfg["batch_per_camera"], optimizer=optimizer(cfg),
-        augment=augment(params), device=device, seed=seed, bf16=bf16, progress=show_progress(),
-    )
+    try:
+        losses = train_intra_camera(
+            backbone, heads, images, camera_index, labels, training=training, optimizer=sgd,
+            augment=augmentation, device=device, seed=seed, bf16=bf16, progress=show_progress(),
+        )
+    except ValueError as error:  # the data cannot make a batch (checked before the first step)
+        raise SystemExit(f"intra_train {args.round}: {error}") from None
     seconds = time.perf_counter() - start
     save_backbone(backbone, name, round_dir(args.round) / "intra_model.pt", heads=heads,
                   input_size=images.shape[1:3])

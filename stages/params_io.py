@@ -1,30 +1,64 @@
-"""Turning params.yaml groups into the plain settings objects `iics` takes."""
+"""Turning params.yaml values into the plain settings objects and numbers `iics` takes.
+
+A value of the wrong type or out of range ends the stage with one line naming params.yaml and the
+key, e.g. `params.yaml: intra.lr must be > 0, got -0.1`, before any work is done.
+"""
 from __future__ import annotations
 
 import torch
 
 from iics.runtime import resolve_device, resolve_precision
-from iics.settings import Augment, ClusterCut, Optimizer, Reranking
+from iics.settings import (
+    Augment,
+    ClusterCut,
+    InterTraining,
+    IntraTraining,
+    Optimizer,
+    Reranking,
+    check_at_least,
+    check_count,
+)
 
 
-def _checked(make, *args, **kwargs):
-    """A settings object, or a one-line exit naming params.yaml when a value is out of range."""
+def _checked(where: str, make, *args, **kwargs):
+    """`make(*args, **kwargs)`, or a one-line exit: 'params.yaml: ' + `where` + its ValueError."""
     try:
         return make(*args, **kwargs)
     except ValueError as error:
-        raise SystemExit(f"params.yaml: {error}") from None
+        raise SystemExit(f"params.yaml: {where}{error}") from None
+
+
+def _value(params: dict, key: str):
+    for part in key.split("."):
+        params = params[part]
+    return params
+
+
+def integer(params: dict, key: str, minimum: int = 1) -> int:
+    """The integer at dotted `key` (e.g. 'features.batch_size'), checked to be >= `minimum`."""
+    value = _value(params, key)
+    _checked("", check_count, key, value, minimum)
+    return value
+
+
+def number(params: dict, key: str, minimum: float) -> float:
+    """The number at dotted `key` (e.g. 'inter.mu'), checked to be >= `minimum`."""
+    value = _value(params, key)
+    _checked("", check_at_least, key, value, minimum)
+    return value
 
 
 def _cut(params: dict, stage: str) -> ClusterCut:
     c = params["clustering"]
     method = c["method"]
     if method == "count":
-        return _checked(ClusterCut, "count", c[f"{stage}_count"])
+        return _checked(f"clustering.{stage}_count: ", ClusterCut, "count", c[f"{stage}_count"])
     if method == "quantile":
-        return _checked(ClusterCut, "quantile", c[f"{stage}_quantile"])
+        return _checked(f"clustering.{stage}_quantile: ", ClusterCut, "quantile", c[f"{stage}_quantile"])
     if method == "threshold":
         override = c.get(f"{stage}_threshold")
-        return _checked(ClusterCut, "threshold", c["threshold"] if override is None else override)
+        key = "threshold" if override is None else f"{stage}_threshold"
+        return _checked(f"clustering.{key}: ", ClusterCut, "threshold", c[key])
     raise SystemExit(f"params.yaml: clustering.method must be count, quantile or threshold, got {method!r}")
 
 
@@ -38,27 +72,55 @@ def inter_cut(params: dict) -> ClusterCut:
 
 def reranking(params: dict) -> Reranking:
     r = params["clustering"]["rerank"]
-    return _checked(Reranking, k1=r["k1"], k2=r["k2"], lambda_value=r["lambda"])
+    return _checked("clustering.rerank.", Reranking, k1=r["k1"], k2=r["k2"], lambda_value=r["lambda"])
 
 
-def optimizer(group: dict) -> Optimizer:
+def optimizer(params: dict, group: str) -> Optimizer:
+    """SGD settings of the `group` ('intra' or 'inter') of params.yaml."""
+    g = params[group]
     return _checked(
-        Optimizer, lr=group["lr"], backbone_lr_scale=group["backbone_lr_scale"],
-        momentum=group["momentum"], weight_decay=group["weight_decay"],
+        f"{group}.", Optimizer, lr=g["lr"], backbone_lr_scale=g["backbone_lr_scale"],
+        momentum=g["momentum"], weight_decay=g["weight_decay"],
     )
 
 
 def augment(params: dict) -> Augment:
     a = params["augment"]
-    return _checked(Augment, pad=a["pad"], flip_p=a["flip_p"], erasing_p=a["erasing_p"])
+    return _checked("augment.", Augment, pad=a["pad"], flip_p=a["flip_p"], erasing_p=a["erasing_p"])
+
+
+def intra_training(params: dict) -> IntraTraining:
+    i = params["intra"]
+    return _checked("intra.", IntraTraining, epochs=i["epochs"], batch_per_camera=i["batch_per_camera"])
+
+
+def inter_training(params: dict) -> InterTraining:
+    i = params["inter"]
+    return _checked(
+        "inter.", InterTraining, epochs=i["epochs"], ids_per_batch=i["ids_per_batch"],
+        images_per_id=i["images_per_id"], margin=i["margin"],
+    )
+
+
+def inter_enabled(params: dict) -> bool:
+    """`inter.enabled`: true or false (text such as 'no' would read as true)."""
+    enabled = params["inter"]["enabled"]
+    if not isinstance(enabled, bool):
+        raise SystemExit(f"params.yaml: inter.enabled must be true or false, got {enabled!r}")
+    return enabled
+
+
+def stage_seed(params: dict, t: int, offset: int) -> int:
+    """A distinct, reproducible seed for each stage of each round, from `model.seed`."""
+    return integer(params, "model.seed", minimum=0) * 100_003 + t * 101 + offset
 
 
 def compute_device(params: dict) -> torch.device:
     """`device` resolved (`auto` -> CUDA when present)."""
-    return _checked(resolve_device, params["device"])
+    return _checked("", resolve_device, params["device"])
 
 
 def device_and_precision(params: dict) -> tuple[torch.device, bool]:
     """`device` resolved, and whether `precision` means bfloat16 autocast on it."""
     resolved = compute_device(params)
-    return resolved, _checked(resolve_precision, params["precision"], resolved)
+    return resolved, _checked("", resolve_precision, params["precision"], resolved)

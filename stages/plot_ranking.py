@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
-from params_io import device_and_precision
+from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone
 from iics.features import cosine_distance, extract_features
@@ -21,7 +21,8 @@ def main() -> None:
     parser.add_argument("round")
     args = parser.parse_args()
     params = load_params()
-    settings = params["plots"]
+    queries, top_k = integer(params, "plots.ranking_queries"), integer(params, "plots.top_k")
+    seed, batch = integer(params, "plots.seed", minimum=0), integer(params, "features.batch_size")
     index = load_index(params)
     if not has_evaluation_split(index):
         save_message("no query/gallery images with identities: nothing to rank", OUTPUT)
@@ -32,14 +33,13 @@ def main() -> None:
     query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
     pids, cams = index["pid"], index["camid"]
     chosen = choose_queries(pids[query], cams[query], pids[gallery], cams[gallery],
-                            settings["ranking_queries"], settings["seed"])
+                            queries, seed)
     shown = query[chosen]
     backbone, _ = load_backbone(round_dir(args.round) / "model.pt", params["model"]["backbone"])
-    batch = params["features"]["batch_size"]
     q = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="query", rows=shown)
     g = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="gallery", rows=gallery)
     ranking = rank_gallery(cosine_distance(q, g).numpy(), range(len(shown)), pids[shown], cams[shown],
-                           pids[gallery], cams[gallery], settings["top_k"])
+                           pids[gallery], cams[gallery], top_k)
     save_ranking(images[shown], images[gallery[ranking.gallery]], ranking.correct, ranking.distances, OUTPUT)
     print(f"plot_ranking: {len(chosen)} queries, top {ranking.gallery.shape[1]}, "
           f"{int(ranking.correct.sum())} correct matches shown -> plots/ranking.png")

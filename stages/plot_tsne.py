@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
-from params_io import device_and_precision
+from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone
 from iics.features import extract_features, l2_normalize
@@ -20,19 +20,20 @@ def main() -> None:
     parser.add_argument("last", help="model after the last round")
     args = parser.parse_args()
     params = load_params()
-    settings = params["plots"]
+    identities, max_images = integer(params, "plots.tsne_identities"), integer(params, "plots.tsne_max_images")
+    seed, batch = integer(params, "plots.seed", minimum=0), integer(params, "features.batch_size")
     device, bf16 = device_and_precision(params)
     index = load_index(params)
     train = split_rows(index, "train")
     pids = index["pid"][train]
-    rows = train[sample_for_tsne(pids, settings["tsne_identities"], settings["tsne_max_images"], settings["seed"])]
+    rows = train[sample_for_tsne(pids, identities, max_images, seed)]
     images = load_images(params)[rows]
     maps = []
     for round_id in (args.first, args.last):
         backbone, _ = load_backbone(round_dir(round_id) / "model.pt", params["model"]["backbone"])
-        features = extract_features(backbone, images, device, params["features"]["batch_size"],
+        features = extract_features(backbone, images, device, batch,
                                     bf16=bf16, progress=show_progress(), desc=f"features {round_id}")
-        maps.append(tsne_2d(l2_normalize(features).numpy(), settings["seed"]))
+        maps.append(tsne_2d(l2_normalize(features).numpy(), seed))
     titles = (f"train features, {args.first} (before training)", f"train features, after {args.last}")
     save_tsne(maps[0], maps[1], index["pid"][rows], index["camid"][rows], titles,
               ROOT / "plots" / "tsne.png")

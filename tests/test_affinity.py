@@ -100,3 +100,5 @@ def test_mu_schedule():
         mu_schedule(0.5, 11, 10)
     with pytest.raises(ValueError):
         mu_schedule(0.5, 0, 0)
+    with pytest.raises(ValueError, match=r"^mu must be a number >= 0, got -0.1$"):  # would pull cameras apart
+        mu_schedule(-0.1, 0, 10)

@@ -30,6 +30,9 @@ def test_rows_of_a_memmap_give_the_features_of_the_copied_subset(model, tmp_path
     assert torch.equal(indexed, copied)
     with pytest.raises(ValueError, match="no images"):
         extract_features(model, cache, CPU, progress=False, rows=np.array([], dtype=np.int64))
+    for size in (0, -3, 2.5):  # 0 would loop forever or fail in range(); a negative one gives no batch
+        with pytest.raises(ValueError, match=rf"^batch_size must be an integer >= 1, got {size}$"):
+            extract_features(model, cache, CPU, batch_size=size, progress=False)
 
 
 def test_cosine_distance_is_one_minus_cosine_bit_for_bit():

@@ -10,7 +10,7 @@ from iics.features import extract_features
 from iics.models import ClassifierHead, build_backbone
 from iics.models.aibn import AIBN2d
 from iics.runtime import compute_context, resolve_device, resolve_precision
-from iics.settings import Augment, Optimizer
+from iics.settings import Augment, InterTraining, IntraTraining, Optimizer
 from iics.training import train_inter_camera, train_intra_camera
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stages"))
@@ -114,7 +114,7 @@ def _intra(bf16):
     images, camera, labels = _training_data()
     heads = [ClassifierHead(backbone.feature_dim, 2) for _ in range(2)]
     losses = train_intra_camera(
-        backbone, heads, images, camera, labels, epochs=EPOCHS, batch_per_camera=8,
+        backbone, heads, images, camera, labels, training=IntraTraining(epochs=EPOCHS, batch_per_camera=8),
         optimizer=Optimizer(lr=0.02, backbone_lr_scale=1.0), augment=Augment(pad=2),
         device=CPU, seed=0, bf16=bf16, progress=False,
     )
@@ -127,8 +127,8 @@ def _inter(bf16):
     images, camera, labels = _training_data()
     labels = labels + 2 * camera
     losses = train_inter_camera(
-        backbone, ClassifierHead(backbone.feature_dim, 4), images, labels, epochs=EPOCHS, ids_per_batch=4,
-        images_per_id=4, margin=0.3, optimizer=Optimizer(lr=0.02, backbone_lr_scale=1.0),
+        backbone, ClassifierHead(backbone.feature_dim, 4), images, labels,
+        training=InterTraining(epochs=EPOCHS, ids_per_batch=4, images_per_id=4, margin=0.3), optimizer=Optimizer(lr=0.02, backbone_lr_scale=1.0),
         augment=Augment(pad=2), device=CPU, seed=0, bf16=bf16, progress=False,
     )
     return losses, backbone

@@ -1,9 +1,17 @@
 """Settings objects refuse values out of range with a one-line error naming the field."""
 import math
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
-from iics.settings import Augment, Optimizer, Reranking
+from iics.settings import Augment, ClusterCut, InterTraining, IntraTraining, Optimizer, Reranking
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "stages"))
+import params_io  # noqa: E402
 
 
 def test_defaults_and_edge_values_are_accepted():
@@ -25,6 +33,8 @@ def test_defaults_and_edge_values_are_accepted():
     ({"lr": 0.01, "momentum": 1.0}, r"^momentum must be in \[0, 1\), got 1.0$"),
     ({"lr": 0.01, "momentum": -0.5}, r"^momentum must be in \[0, 1\), got -0.5$"),
     ({"lr": 0.01, "weight_decay": -1e-4}, r"^weight_decay must be >= 0, got -0.0001$"),
+    ({"lr": "fast"}, r"^lr must be > 0, got 'fast'$"),
+    ({"lr": True}, r"^lr must be > 0, got True$"),
 ])
 def test_optimizer_out_of_range(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -32,11 +42,12 @@ def test_optimizer_out_of_range(kwargs, message):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"pad": -1}, r"^augment pad must be an integer >= 0 \(pixels\), got -1$"),
-    ({"pad": 2.5}, r"^augment pad must be an integer >= 0 \(pixels\), got 2.5$"),
-    ({"flip_p": 1.01}, r"^augment flip_p must be a probability in \[0, 1\], got 1.01$"),
-    ({"flip_p": -0.1}, r"^augment flip_p must be a probability in \[0, 1\], got -0.1$"),
-    ({"erasing_p": 1.5}, r"^augment erasing_p must be a probability in \[0, 1\], got 1.5$"),
+    ({"pad": -1}, r"^pad must be an integer >= 0 \(pixels\), got -1$"),
+    ({"pad": 2.5}, r"^pad must be an integer >= 0 \(pixels\), got 2.5$"),
+    ({"flip_p": 1.01}, r"^flip_p must be a probability in \[0, 1\], got 1.01$"),
+    ({"flip_p": -0.1}, r"^flip_p must be a probability in \[0, 1\], got -0.1$"),
+    ({"erasing_p": 1.5}, r"^erasing_p must be a probability in \[0, 1\], got 1.5$"),
+    ({"flip_p": "half"}, r"^flip_p must be a probability in \[0, 1\], got 'half'$"),
 ])
 def test_augment_out_of_range(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -44,28 +55,96 @@ def test_augment_out_of_range(kwargs, message):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"k1": 0}, r"^rerank k1 must be an integer >= 1, got 0$"),
-    ({"k1": 20.5}, r"^rerank k1 must be an integer >= 1, got 20.5$"),
-    ({"k2": 0}, r"^rerank k2 must be an integer >= 1, got 0$"),
-    ({"lambda_value": 1.3}, r"^rerank lambda must be in \[0, 1\], got 1.3$"),
-    ({"lambda_value": -0.1}, r"^rerank lambda must be in \[0, 1\], got -0.1$"),
+    ({"k1": 0}, r"^k1 must be an integer >= 1, got 0$"),
+    ({"k1": 20.5}, r"^k1 must be an integer >= 1, got 20.5$"),
+    ({"k2": 0}, r"^k2 must be an integer >= 1, got 0$"),
+    ({"lambda_value": 1.3}, r"^lambda must be in \[0, 1\], got 1.3$"),
+    ({"lambda_value": -0.1}, r"^lambda must be in \[0, 1\], got -0.1$"),
+    ({"k2": "6"}, r"^k2 must be an integer >= 1, got '6'$"),
 ])
 def test_reranking_out_of_range(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Reranking(**kwargs)
 
 
-def test_stage_settings_from_params_exit_with_one_line_naming_params_yaml():
-    """A stage turns an out-of-range value into one line naming params.yaml, not a traceback."""
-    import sys
-    from pathlib import Path
+def test_training_settings_accept_numpy_integers_and_edge_values():
+    IntraTraining(epochs=1, batch_per_camera=1)
+    IntraTraining(epochs=np.int64(3), batch_per_camera=np.int32(8))
+    InterTraining(epochs=1, ids_per_batch=2, images_per_id=2, margin=0)
+    InterTraining(epochs=1, ids_per_batch=16, images_per_id=4, margin=np.float32(0.3))
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stages"))
-    from params_io import augment, optimizer, reranking
 
-    with pytest.raises(SystemExit, match=r"^params.yaml: augment erasing_p must be a probability in \[0, 1\], got 1.5$"):
-        augment({"augment": {"pad": 10, "flip_p": 0.5, "erasing_p": 1.5}})
-    with pytest.raises(SystemExit, match=r"^params.yaml: rerank k1 must be an integer >= 1, got 0$"):
-        reranking({"clustering": {"rerank": {"k1": 0, "k2": 6, "lambda": 0.3}}})
-    with pytest.raises(SystemExit, match="^params.yaml: .*lr"):
-        optimizer({"lr": -0.1, "backbone_lr_scale": 0.1, "momentum": 0.9, "weight_decay": 5e-4})
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": 0, "batch_per_camera": 8}, r"^epochs must be an integer >= 1, got 0$"),
+    ({"epochs": "four", "batch_per_camera": 8}, r"^epochs must be an integer >= 1, got 'four'$"),
+    ({"epochs": 4.0, "batch_per_camera": 8}, r"^epochs must be an integer >= 1, got 4.0$"),
+    ({"epochs": 4, "batch_per_camera": 0}, r"^batch_per_camera must be an integer >= 1, got 0$"),
+    ({"epochs": 4, "batch_per_camera": -2}, r"^batch_per_camera must be an integer >= 1, got -2$"),
+])
+def test_intra_training_out_of_range(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        IntraTraining(**kwargs)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"epochs": 0}, r"^epochs must be an integer >= 1, got 0$"),
+    ({"ids_per_batch": 1}, r"^ids_per_batch must be an integer >= 2, got 1$"),
+    ({"images_per_id": 1}, r"^images_per_id must be an integer >= 2, got 1$"),
+    ({"images_per_id": True}, r"^images_per_id must be an integer >= 2, got True$"),
+    ({"margin": -0.3}, r"^margin must be a number >= 0, got -0.3$"),
+    ({"margin": math.nan}, r"^margin must be a number >= 0, got nan$"),
+    ({"margin": "big"}, r"^margin must be a number >= 0, got 'big'$"),
+])
+def test_inter_training_out_of_range(change, message):
+    with pytest.raises(ValueError, match=message):
+        InterTraining(**{"epochs": 4, "ids_per_batch": 16, "images_per_id": 4, "margin": 0.3, **change})
+
+
+@pytest.mark.parametrize("method, value, message", [
+    ("threshold", "x", r"^threshold cut needs a number, got 'x'$"),
+    ("threshold", 0.0, r"^threshold cut needs a positive distance, got 0.0$"),
+    ("count", 2.5, r"^count cut needs a positive integer, got 2.5$"),
+    ("quantile", 1.0, r"^quantile cut needs 0 < q < 1, got 1.0$"),
+    ("nearest", 0.5, r"^clustering method 'nearest' is not one of count, quantile, threshold$"),
+])
+def test_cluster_cut_out_of_range(method, value, message):
+    with pytest.raises(ValueError, match=message):
+        ClusterCut(method, value)
+
+
+def _shipped_params_with(key: str, value) -> dict:
+    """The shipped params.yaml with one dotted key replaced."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    node = params
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    return params
+
+
+@pytest.mark.parametrize("key, value, read, message", [
+    ("augment.erasing_p", 1.5, lambda p: params_io.augment(p), r"augment.erasing_p must be a probability in \[0, 1\], got 1.5"),
+    ("augment.pad", "x", lambda p: params_io.augment(p), r"augment.pad must be an integer >= 0 \(pixels\), got 'x'"),
+    ("clustering.rerank.k1", 0, lambda p: params_io.reranking(p), r"clustering.rerank.k1 must be an integer >= 1, got 0"),
+    ("intra.lr", -0.1, lambda p: params_io.optimizer(p, "intra"), r"intra.lr must be > 0, got -0.1"),
+    ("inter.momentum", "high", lambda p: params_io.optimizer(p, "inter"), r"inter.momentum must be in \[0, 1\), got 'high'"),
+    ("intra.epochs", 0, lambda p: params_io.intra_training(p), r"intra.epochs must be an integer >= 1, got 0"),
+    ("intra.batch_per_camera", 0, lambda p: params_io.intra_training(p), r"intra.batch_per_camera must be an integer >= 1, got 0"),
+    ("inter.ids_per_batch", 0, lambda p: params_io.inter_training(p), r"inter.ids_per_batch must be an integer >= 2, got 0"),
+    ("inter.margin", -0.3, lambda p: params_io.inter_training(p), r"inter.margin must be a number >= 0, got -0.3"),
+    ("inter.enabled", "yes", lambda p: params_io.inter_enabled(p), r"inter.enabled must be true or false, got 'yes'"),
+    ("inter.mu", -1, lambda p: params_io.number(p, "inter.mu", 0), r"inter.mu must be a number >= 0, got -1"),
+    ("features.batch_size", 0, lambda p: params_io.integer(p, "features.batch_size"), r"features.batch_size must be an integer >= 1, got 0"),
+    ("plots.top_k", 0, lambda p: params_io.integer(p, "plots.top_k"), r"plots.top_k must be an integer >= 1, got 0"),
+    ("model.seed", "x", lambda p: params_io.stage_seed(p, 0, 1), r"model.seed must be an integer >= 0, got 'x'"),
+    ("model.seed", -1, lambda p: params_io.stage_seed(p, 0, 1), r"model.seed must be an integer >= 0, got -1"),
+    ("clustering.intra_threshold", "x", lambda p: params_io.intra_cut(p), r"clustering.intra_threshold: threshold cut needs a number, got 'x'"),
+    ("clustering.threshold", -0.5, lambda p: params_io.inter_cut(p), r"clustering.threshold: threshold cut needs a positive distance, got -0.5"),
+    ("clustering.method", "nearest", lambda p: params_io.intra_cut(p), r"clustering.method must be count, quantile or threshold, got 'nearest'"),
+])
+def test_stage_settings_exit_with_one_line_naming_params_yaml_and_the_key(key, value, read, message):
+    """A stage turns a bad value into one line naming params.yaml and the key, not a traceback."""
+    read(yaml.safe_load((REPO / "params.yaml").read_text()))  # the shipped values pass
+    with pytest.raises(SystemExit, match=f"^params.yaml: {message}$"):
+        read(_shipped_params_with(key, value))

@@ -10,7 +10,7 @@ from iics.losses import batch_hard_triplet
 from iics.models import ClassifierHead
 from iics.models.aibn import AIBN2d
 from iics.sampling import per_camera_batches, pk_batches
-from iics.settings import Augment, Optimizer
+from iics.settings import Augment, IntraTraining, Optimizer
 from iics.training import train_intra_camera
 
 CPU = torch.device("cpu")
@@ -49,6 +49,9 @@ def test_per_camera_batches_cover_smallest_camera_once():
 def test_per_camera_batches_error_when_camera_too_small():
     with pytest.raises(ValueError, match="at least 8"):
         per_camera_batches(np.array([0] * 10 + [1] * 3), 8, np.random.default_rng(0))
+    for size in (0, -2):  # a division by zero, and batches cut from the wrong end
+        with pytest.raises(ValueError, match=rf"^batch_per_camera must be an integer >= 1, got {size}$"):
+            per_camera_batches(np.array([0] * 10 + [1] * 3), size, np.random.default_rng(0))
 
 
 def test_pk_batches_shape_and_replacement():
@@ -61,6 +64,10 @@ def test_pk_batches_shape_and_replacement():
         assert len(set(ids)) == 2 and all((ids == i).sum() == 4 for i in set(ids))
     with pytest.raises(ValueError, match="pseudo-identities"):
         pk_batches(labels, 16, 4, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"^ids_per_batch must be an integer >= 1, got 0$"):
+        pk_batches(labels, 0, 4, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"^images_per_id must be an integer >= 1, got 0$"):  # empty batches
+        pk_batches(labels, 2, 0, np.random.default_rng(0))
 
 
 class TinyBackbone(nn.Module):
@@ -96,7 +103,7 @@ def test_intra_step_keeps_batch_statistics_per_camera():
     start = copy.deepcopy(backbone)
     heads = [ClassifierHead(4, 2) for _ in range(3)]
     train_intra_camera(
-        backbone, heads, images, camera, labels, epochs=1, batch_per_camera=4, optimizer=Optimizer(lr=0.1),
+        backbone, heads, images, camera, labels, training=IntraTraining(epochs=1, batch_per_camera=4), optimizer=Optimizer(lr=0.1),
         augment=Augment(pad=0, flip_p=0.0, erasing_p=0.0), device=CPU, seed=7, progress=False,
     )
     # The same batches as the step drew (one iteration: each camera's 4 images, in its order).

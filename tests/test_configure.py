@@ -98,3 +98,26 @@ def test_footage_preset_reads_a_csv_with_adaptive_clusters():
 def test_unknown_preset_is_a_clear_error():
     with pytest.raises(SystemExit, match="market1502"):
         configure.compose(["dataset=market1502"])
+
+
+@pytest.mark.parametrize("overrides", [
+    [], ["dataset=footage", "dataset.name=campus"], ["clustering=count"], ["clustering=quantile"],
+    *([f"dataset={d}"] + c for d in ("market1501", "dukemtmc", "msmt17") for c in ([], ["clustering=quantile"])),
+], ids=lambda o: " ".join(o) or "default")
+def test_every_shipped_configuration_passes_the_stage_checks(overrides):
+    """Each value a stage checks before it starts (params_io) is valid in every shipped preset."""
+    import params_io
+
+    params = composed(*overrides)
+    for cut in (params_io.intra_cut, params_io.inter_cut):
+        cut(params)
+    params_io.reranking(params)
+    params_io.augment(params)
+    params_io.intra_training(params), params_io.optimizer(params, "intra")
+    params_io.inter_training(params), params_io.optimizer(params, "inter"), params_io.inter_enabled(params)
+    params_io.number(params, "inter.mu", 0)
+    params_io.stage_seed(params, 0, 0)
+    for key in ("features.batch_size", "plots.tsne_identities", "plots.tsne_max_images", "plots.ranking_queries",
+                "plots.top_k"):
+        params_io.integer(params, key)
+    params_io.integer(params, "plots.seed", minimum=0)

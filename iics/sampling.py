@@ -6,6 +6,16 @@ import numpy as np
 from iics.settings import check_count
 
 
+def smallest_camera(camids: np.ndarray) -> tuple[int, int]:
+    """(camera id, number of images) of the camera with the fewest images (the lowest id on a
+    tie): it sets the number of intra-camera iterations per epoch."""
+    cameras, counts = np.unique(np.asarray(camids), return_counts=True)
+    if len(cameras) == 0:
+        raise ValueError("no images")
+    smallest = int(np.argmin(counts))
+    return int(cameras[smallest]), int(counts[smallest])
+
+
 def per_camera_batches(camids: np.ndarray, batch_per_camera: int, rng: np.random.Generator) -> list[list[np.ndarray]]:
     """One epoch of intra-camera batches.
 
@@ -14,14 +24,14 @@ def per_camera_batches(camids: np.ndarray, batch_per_camera: int, rng: np.random
     Returns a list of iterations, each a list of index arrays in camera order (sorted camera ids).
     """
     check_count("batch_per_camera", batch_per_camera)
-    cameras = np.unique(camids)
-    shuffled = [rng.permutation(np.flatnonzero(camids == c)) for c in cameras]
-    iterations = min(len(s) for s in shuffled) // batch_per_camera
+    _, fewest = smallest_camera(camids)
+    iterations = fewest // batch_per_camera
     if iterations == 0:
         raise ValueError(
             f"every camera needs at least {batch_per_camera} training images for one intra-camera batch; "
-            f"smallest camera has {min(len(s) for s in shuffled)}"
+            f"smallest camera has {fewest}"
         )
+    shuffled = [rng.permutation(np.flatnonzero(camids == c)) for c in np.unique(camids)]
     return [
         [s[i * batch_per_camera:(i + 1) * batch_per_camera] for s in shuffled]
         for i in range(iterations)

@@ -42,6 +42,12 @@ def main() -> None:
         distractors = f"  ({counts['distractors']} distractor images, not an identity)" if counts.get("distractors") else ""
         ids = f"{counts['ids']:6d} ids" if counts["ids"] else f"{'unlabelled':>10}"
         print(f"  {split:8s} {counts['images']:7d} images  {ids}  {counts['cameras']:3d} cameras{distractors}")
+    per_camera = index.loc[index["split"] == "train", "camid"].value_counts().sort_index()
+    if len(per_camera) and per_camera.min() == per_camera.max():
+        print(f"  train images per camera: {per_camera.min()} each")
+    elif len(per_camera):  # intra-camera epochs end when the smallest camera runs out of images
+        print(f"  train images per camera: fewest {per_camera.min()} (camera {per_camera.idxmin()}), "
+              f"most {per_camera.max()} (camera {per_camera.idxmax()})")
     if not summary["evaluation"]:
         print("  no query/gallery with identities: the evaluate stages will record that nothing was evaluated")
 

@@ -12,6 +12,7 @@ from iics.checkpoint import load_backbone, save_backbone
 from iics.index import camera_positions, split_rows
 from iics.models import ClassifierHead
 from iics.runtime import seed_everything
+from iics.sampling import smallest_camera
 from iics.training import train_intra_camera
 
 
@@ -37,6 +38,9 @@ def main() -> None:
         ClassifierHead(backbone.feature_dim, int(labels[camera_index == c].max()) + 1)
         for c in range(int(camera_index.max()) + 1)
     ]
+    camera, fewest = smallest_camera(index["camid"][train])
+    print(f"intra_train {args.round}: {fewest // training.batch_per_camera} iterations per epoch, set by the "
+          f"smallest camera (camera {camera}, {fewest} train images in batches of {training.batch_per_camera})")
     start = time.perf_counter()
     try:
         losses = train_intra_camera(

@@ -71,6 +71,16 @@ def test_summary_counts_market_distractors_apart(tmp_path):
     assert summary["splits"]["gallery"] == {"images": 2, "ids": 1, "cameras": 2, "distractors": 1}
     assert summary["evaluation"] is True
     assert "(1 distractor images, not an identity)" in result.stdout
+    assert "train images per camera: 1 each" in result.stdout
+
+
+def test_summary_names_the_smallest_training_camera(tmp_path):
+    """Intra-camera epochs end when the smallest camera runs out, so extract names it."""
+    raw = scratch_project(tmp_path, "tiny")
+    make_zip(raw / "tiny.zip", {**LAYOUT, "Market-1501-v15.09.15/bounding_box_train/0002_c1s1_000551_01.jpg": jpeg_bytes()})
+    result = run_extract(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "train images per camera: fewest 1 (camera 2), most 2 (camera 1)" in result.stdout
 
 
 def test_cuhk03np_subset_from_params(tmp_path):

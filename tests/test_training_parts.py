@@ -9,7 +9,7 @@ from iics.augment import eval_transform
 from iics.losses import batch_hard_triplet
 from iics.models import ClassifierHead
 from iics.models.aibn import AIBN2d
-from iics.sampling import per_camera_batches, pk_batches
+from iics.sampling import per_camera_batches, pk_batches, smallest_camera
 from iics.settings import Augment, IntraTraining, Optimizer
 from iics.training import train_intra_camera
 
@@ -44,6 +44,13 @@ def test_per_camera_batches_cover_smallest_camera_once():
         assert [set(camids[idx]) for idx in iteration] == [{0}, {1}, {2}]
     seen = np.concatenate([it[1] for it in batches])
     assert len(set(seen)) == len(seen) == 8
+
+
+def test_smallest_camera_is_the_one_with_fewest_images_lowest_id_on_a_tie():
+    assert smallest_camera(np.array([5, 5, 2, 2, 2, 9])) == (9, 1)
+    assert smallest_camera(np.array([7, 3, 7, 3, 4, 4])) == (3, 2)
+    with pytest.raises(ValueError, match="no images"):
+        smallest_camera(np.array([], dtype=np.int64))
 
 
 def test_per_camera_batches_error_when_camera_too_small():

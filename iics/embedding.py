@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from iics.checkpoint import load_backbone, trained_input_size
 from iics.features import extract_features, l2_normalize
-from iics.image_cache import decode_image
+from iics.image_cache import check_image_size, decode_image
 from iics.image_source import IMAGE_EXTENSIONS, ImageSource
 from iics.runtime import PRECISIONS, resolve_device, resolve_precision
 
@@ -48,9 +48,7 @@ def embed_crops(
         raise ValueError(f"{os.fspath(source_path)}: no images to embed")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    height, width = (int(v) for v in input_size)
-    if height < 1 or width < 1:
-        raise ValueError(f"height and width must be positive, got {height} x {width}")
+    height, width = check_image_size(*input_size)
     features = []
     with ImageSource(source_path) as source, tqdm(total=len(names), desc="embed", unit="img",
                                                    disable=not progress) as bar:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import io
+import numbers
 import os
 import zlib
 from typing import Sequence
@@ -15,6 +16,13 @@ from tqdm import tqdm
 from iics.image_source import ImageSource
 
 _BICUBIC = getattr(Image, "Resampling", Image).BICUBIC
+
+
+def check_image_size(height: object, width: object) -> tuple[int, int]:
+    """(height, width) as ints, or a ValueError unless both are integers >= 1."""
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) and v >= 1 for v in (height, width)):
+        raise ValueError(f"height and width must be positive integers, got {height!r} x {width!r}")
+    return int(height), int(width)
 
 
 class ImageCacheError(ValueError):
@@ -54,9 +62,7 @@ def build_image_cache(
     files of a killed earlier run are removed first).
     """
     source_path, out_path = os.fspath(source_path), os.fspath(out_path)
-    if int(height) < 1 or int(width) < 1:
-        raise ValueError(f"height and width must be positive, got {height} x {width}")
-    height, width = int(height), int(width)
+    height, width = check_image_size(height, width)
     images = list(images)
     out_dir = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(out_dir, exist_ok=True)

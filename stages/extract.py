@@ -10,7 +10,7 @@ from __future__ import annotations
 from common import METRICS, dataset_dir, load_params, prepared_dir, show_progress, write_json
 
 from iics.datasets import index_dataset, summarize
-from iics.image_cache import build_image_cache
+from iics.image_cache import build_image_cache, check_image_size
 from iics.index import has_evaluation_split, has_train_identities, write_index
 
 
@@ -22,6 +22,7 @@ def main() -> None:
     (out / "index.csv").unlink(missing_ok=True)
     progress = show_progress()
     try:
+        check_image_size(dataset["height"], dataset["width"])  # before an md5 of a large zip, not after
         source, index = index_dataset(
             dataset_dir(params) / "raw", dataset["name"], dataset["layout"], progress=progress,
             subset=dataset.get("subset"),

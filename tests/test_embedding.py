@@ -118,7 +118,7 @@ def test_bad_input_is_one_line_and_writes_nothing(case, message, crops, checkpoi
 
 
 def test_a_size_that_is_not_positive_is_one_line(crops, checkpoint, tmp_path):
-    with pytest.raises(SystemExit, match=r"^iics.embedding: height and width must be positive, got 0 x 16$"):
+    with pytest.raises(SystemExit, match=r"^iics.embedding: height and width must be positive integers, got 0 x 16$"):
         main([str(checkpoint), str(crops), "--out", str(tmp_path / "f.npz"), "--height", "0", "--width", "16"])
     assert not (tmp_path / "f.npz").exists()
 

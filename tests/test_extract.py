@@ -103,3 +103,16 @@ def test_no_scorable_query_stops_extract_with_one_line(tmp_path):
         f"extract: {raw / 'tiny.zip'}: 0 of 1 query images have a gallery image of the same pid from another "
         f"camera; evaluation needs at least one (gallery images from the query's own camera are ignored)")
     assert not (tmp_path / "data" / "tiny" / "prepared" / "index.csv").exists()
+
+
+@pytest.mark.parametrize("height", ["x", 0, 6.5])
+def test_image_size_that_is_not_a_positive_integer_is_one_line(tmp_path, height):
+    raw = scratch_project(tmp_path, "tiny")
+    make_zip(raw / "tiny.zip", LAYOUT)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["dataset"]["height"] = height
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run_extract(tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.strip() == f"extract: height and width must be positive integers, got {height!r} x 4"
+    assert not (tmp_path / "data" / "tiny" / "prepared" / "index.csv").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zipfile
 from collections import defaultdict
 
@@ -161,3 +162,28 @@ def test_hue_rotation_keeps_greys_and_turns_primaries():
     np.testing.assert_allclose(turn @ np.array([1.0, 0.0, 0.0]), [0.0, 1.0, 0.0], atol=1e-6)  # red -> green
     np.testing.assert_allclose(turn @ turn.T, np.eye(3), atol=1e-6)
     np.testing.assert_allclose(hue_rotation(0.0), np.eye(3), atol=1e-7)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("cameras", 12, r"params.yaml: synthetic: num_cameras must be <= 9 \(single-digit c<cam> as in Market-1501\)"),
+    ("train_ids", "x", r"params.yaml: synthetic.train_ids must be an integer, got 'x'"),
+    ("height", 2.5, r"params.yaml: synthetic.height must be an integer, got 2.5"),
+])
+def test_synthesize_stage_rejects_bad_params_in_one_line_and_writes_nothing(tmp_path, key, value, message):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parent.parent
+    shutil.copytree(repo / "stages", tmp_path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    synthetic = {"train_ids": 6, "test_ids": 5, "cameras": 3, "cameras_per_id": 2, "images_per_camera": 3,
+                 "height": 32, "width": 16, "distractors": 4, "junk": 3, "seed": 1, key: value}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"synthetic": synthetic}))
+    result = subprocess.run([sys.executable, "stages/synthesize.py"], cwd=tmp_path, capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(repo)))
+    assert result.returncode != 0
+    assert re.fullmatch(message, result.stderr.strip()), result.stderr
+    assert not (tmp_path / "data" / "synthetic" / "raw" / "Synthetic-reID.zip").exists()

@@ -3,6 +3,7 @@ with another clustering threshold, then `dvc metrics diff`."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from contextlib import contextmanager
 
@@ -38,6 +39,17 @@ def test_repro_then_experiment_changes_metrics(tmp_path):
     diff = run([dvc, "metrics", "diff"], tmp_path, env)
     assert "mAP" in diff
     assert_stages_list_params_they_read(tmp_path, env)
+    assert_bad_value_stops_the_experiment_in_one_line(dvc, tmp_path, env)
+
+
+def assert_bad_value_stops_the_experiment_in_one_line(dvc, repo, env) -> None:
+    """`dvc exp run -S inter.margin=-1` reruns only the inter_train stages, and the first one stops
+    with one line naming params.yaml and the key: no traceback, no training."""
+    result = subprocess.run([dvc, "exp", "run", "-S", "inter.margin=-1"], cwd=repo, env=env, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "params.yaml: inter.margin must be a number >= 0, got -1" in output
+    assert "Traceback" not in output and "Running stage 'intra_train@r00'" not in output
 
 
 def assert_what_reruns(dvc, repo, env) -> None:

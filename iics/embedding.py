@@ -26,6 +26,7 @@ from iics.features import extract_features, l2_normalize
 from iics.image_cache import check_image_size, decode_image
 from iics.image_source import IMAGE_EXTENSIONS, ImageSource
 from iics.runtime import PRECISIONS, resolve_device, resolve_precision
+from iics.settings import check_count
 
 
 def embed_crops(
@@ -46,8 +47,7 @@ def embed_crops(
     names = list(names)
     if not names:
         raise ValueError(f"{os.fspath(source_path)}: no images to embed")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    check_count("batch_size", batch_size)  # extract_features checks it too, but only after a batch is decoded
     height, width = check_image_size(*input_size)
     features = []
     with ImageSource(source_path) as source, tqdm(total=len(names), desc="embed", unit="img",

@@ -90,8 +90,8 @@ def train_inter_camera(
     progress: bool = True,
 ) -> list[float]:
     """Inter-camera training with PK batches (`training.ids_per_batch` x `training.images_per_id`);
-    loss = cross-entropy + batch-hard triplet (`training.margin`) on the pooled backbone features. Returns the mean loss of each epoch. `bf16` as in
-    `train_intra_camera`."""
+    loss = cross-entropy + batch-hard triplet (`training.margin`) on the pooled backbone features.
+    Returns the mean loss of each epoch. `bf16` as in `train_intra_camera`."""
     rng = np.random.default_rng(seed)
     generator = make_generator(seed, device)
     pixels = _as_device_images(images, device)

@@ -43,12 +43,13 @@ def main() -> None:
         distractors = f"  ({counts['distractors']} distractor images, not an identity)" if counts.get("distractors") else ""
         ids = f"{counts['ids']:6d} ids" if counts["ids"] else f"{'unlabelled':>10}"
         print(f"  {split:8s} {counts['images']:7d} images  {ids}  {counts['cameras']:3d} cameras{distractors}")
+    # Intra-camera epochs end when the smallest camera runs out of images.
     per_camera = index.loc[index["split"] == "train", "camid"].value_counts().sort_index()
-    if len(per_camera) and per_camera.min() == per_camera.max():
-        print(f"  train images per camera: {per_camera.min()} each")
-    elif len(per_camera):  # intra-camera epochs end when the smallest camera runs out of images
-        print(f"  train images per camera: fewest {per_camera.min()} (camera {per_camera.idxmin()}), "
-              f"most {per_camera.max()} (camera {per_camera.idxmax()})")
+    if len(per_camera):
+        fewest, most = per_camera.min(), per_camera.max()
+        spread = f"{fewest} each" if fewest == most else (
+            f"fewest {fewest} (camera {per_camera.idxmin()}), most {most} (camera {per_camera.idxmax()})")
+        print(f"  train images per camera: {spread}")
     if not summary["evaluation"]:
         print("  no query/gallery with identities: the evaluate stages will record that nothing was evaluated")
 

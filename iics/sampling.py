@@ -39,26 +39,35 @@ def per_camera_batches(camids: np.ndarray, batch_per_camera: int, rng: np.random
 
 
 def pk_batches(labels: np.ndarray, ids_per_batch: int, images_per_id: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """One epoch of PK batches: `ids_per_batch` pseudo-identities x `images_per_id` images.
+    """One epoch of PK batches: `ids_per_batch` pseudo-identities x `images_per_id` images each.
 
-    Identities are visited once per epoch in random order; one with fewer images than
-    `images_per_id` is sampled with replacement. The last incomplete group of identities is dropped.
+    As the reference's identity sampler draws them: each identity's images are shuffled and cut
+    into groups of `images_per_id` (the remainder is left out; an identity with fewer images
+    makes one group, drawn with replacement). While at least `ids_per_batch` identities have a
+    group left, a batch takes the next group of `ids_per_batch` of them, chosen at random. So an
+    epoch covers nearly every image once, and a large identity appears in many batches.
     """
     check_count("ids_per_batch", ids_per_batch)
     check_count("images_per_id", images_per_id)
-    ids = np.unique(labels)
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    ids, starts = np.unique(labels[order], return_index=True)
     if len(ids) < ids_per_batch:
         raise ValueError(
             f"PK sampling needs at least {ids_per_batch} pseudo-identities, got {len(ids)}: "
             "the clustering merged too much (lower the clustering threshold) or ids_per_batch is too large"
         )
-    members = {i: np.flatnonzero(labels == i) for i in ids}
-    order = rng.permutation(ids)
+    groups = []  # per identity: (groups, images_per_id) image indices
+    for members in np.split(order, starts[1:]):
+        if len(members) < images_per_id:
+            members = rng.choice(members, size=images_per_id, replace=True)
+        members = rng.permutation(members)
+        usable = len(members) // images_per_id * images_per_id
+        groups.append(members[:usable].reshape(-1, images_per_id))
+    left = np.array([len(g) for g in groups])
     batches = []
-    for b in range(len(order) // ids_per_batch):
-        chosen = []
-        for pid in order[b * ids_per_batch:(b + 1) * ids_per_batch]:
-            pool = members[pid]
-            chosen.append(rng.choice(pool, size=images_per_id, replace=len(pool) < images_per_id))
-        batches.append(np.concatenate(chosen))
+    while np.count_nonzero(left) >= ids_per_batch:
+        chosen = rng.choice(np.flatnonzero(left), size=ids_per_batch, replace=False)
+        batches.append(np.concatenate([groups[i][len(groups[i]) - left[i]] for i in chosen]))
+        left[chosen] -= 1
     return batches

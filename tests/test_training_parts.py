@@ -63,18 +63,40 @@ def test_per_camera_batches_error_when_camera_too_small():
 
 def test_pk_batches_shape_and_replacement():
     labels = np.array([0] * 6 + [1] * 2 + [2] * 1 + [3] * 5 + [4] * 4)
+    # Groups of 4: one per identity (6 and 5 leave a remainder; 2 and 1 are drawn with replacement),
+    # so 5 groups make 2 batches of 2 identities whatever the draw.
     batches = pk_batches(labels, 2, 4, np.random.default_rng(1))
-    assert len(batches) == 2  # 5 ids // 2
+    assert len(batches) == 2
     for batch in batches:
         assert len(batch) == 8
         ids = labels[batch]
         assert len(set(ids)) == 2 and all((ids == i).sum() == 4 for i in set(ids))
+        for i in set(ids) & {0, 3, 4}:  # enough images: no image twice
+            assert len(set(batch[ids == i])) == 4
     with pytest.raises(ValueError, match="pseudo-identities"):
         pk_batches(labels, 16, 4, np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"^ids_per_batch must be an integer >= 1, got 0$"):
         pk_batches(labels, 0, 4, np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"^images_per_id must be an integer >= 1, got 0$"):  # empty batches
         pk_batches(labels, 2, 0, np.random.default_rng(0))
+
+
+def test_pk_epoch_covers_the_images_once():
+    """The reference's epoch: every identity's images in groups of K, each group used once, until
+    fewer than P identities have one left. At Market-1501's scale (800 pseudo-identities of 16
+    images, 16 x 4 batches) that is about 200 batches, not one group per identity (50)."""
+    labels = np.random.default_rng(0).permutation(np.repeat(np.arange(800), 16))
+    batches = pk_batches(labels, 16, 4, np.random.default_rng(3))
+    used = np.concatenate(batches)
+    assert len(np.unique(used)) == len(used)  # no image twice in an epoch
+    # When the epoch ends fewer than 16 identities have groups left, at most 4 each: at most
+    # 15 * 4 of the 3,200 groups are unused, so at least ceil((3200 - 60) / 16) = 197 batches.
+    assert 197 <= len(batches) <= 200
+    for batch in batches:
+        ids, counts = np.unique(labels[batch], return_counts=True)
+        assert len(ids) == 16 and (counts == 4).all()
+    again = pk_batches(labels, 16, 4, np.random.default_rng(3))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
 
 
 class TinyBackbone(nn.Module):

@@ -108,17 +108,15 @@ def plan(scale: Scale, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def images_processed(stage: str, params: dict, cams: np.ndarray, project: Path) -> int | None:
     """How many images a stage pushed through the network or clustered: the train set for the
-    feature and clustering stages; for training, the images its batches held."""
+    feature and clustering stages; for training, the images its batches held (the steps the
+    stage recorded, times the images in one step)."""
     if stage == "init":
         return None
-    if stage == "intra_train":
-        per_camera = params["intra"]["batch_per_camera"]
-        steps = np.unique(cams, return_counts=True)[1].min() // per_camera
-        return int(params["intra"]["epochs"] * steps * len(np.unique(cams)) * per_camera)
-    if stage == "inter_train":
-        inter = params["inter"]
-        clusters = len(np.unique(np.load(project / "runs" / "r00" / "inter_labels.npy")))
-        return int(inter["epochs"] * (clusters // inter["ids_per_batch"]) * inter["ids_per_batch"] * inter["images_per_id"])
+    if stage in ("intra_train", "inter_train"):
+        steps = json.loads((project / "metrics" / "rounds" / "r00" / f"{stage}.json").read_text())["steps"]
+        if stage == "intra_train":
+            return steps * len(np.unique(cams)) * params["intra"]["batch_per_camera"]
+        return steps * params["inter"]["ids_per_batch"] * params["inter"]["images_per_id"]
     return len(cams)
 
 

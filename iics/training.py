@@ -2,6 +2,8 @@
 batches, cross-entropy + batch-hard triplet)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
@@ -12,6 +14,14 @@ from iics.losses import batch_hard_triplet
 from iics.runtime import compute_context, make_generator, place_batch, place_model
 from iics.sampling import per_camera_batches, pk_batches
 from iics.settings import Augment, InterTraining, IntraTraining, Optimizer
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """What one training epoch did: its mean loss over `steps` SGD steps."""
+
+    loss: float
+    steps: int
 
 
 def _as_device_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -34,8 +44,8 @@ def train_intra_camera(
     seed: int,
     bf16: bool = False,
     progress: bool = True,
-) -> list[float]:
-    """Intra-camera training for `training.epochs` epochs; returns the mean loss of each epoch.
+) -> list[Epoch]:
+    """Intra-camera training for `training.epochs` epochs; returns each epoch's mean loss and steps.
 
     `camera_index[i]` is the position (0..C-1) of image i's camera in `heads`; `labels[i]` its
     pseudo-label within that camera. Each iteration forwards every camera's batch through the
@@ -54,7 +64,7 @@ def train_intra_camera(
         head.to(device).train()
     sgd = optimizer.build(backbone, heads)
     epochs = training.epochs
-    epoch_losses = []
+    history = []
     for epoch in range(epochs):
         # The epoch's indices, (iterations, cameras, batch), copied to the device at once: a copy
         # per batch would block the CPU until the GPU finished the previous step.
@@ -71,8 +81,8 @@ def train_intra_camera(
             loss.backward()
             sgd.step()
             total += loss.detach()
-        epoch_losses.append(float(total) / len(iterations))
-    return epoch_losses
+        history.append(Epoch(float(total) / len(iterations), len(iterations)))
+    return history
 
 
 def train_inter_camera(
@@ -88,10 +98,11 @@ def train_inter_camera(
     seed: int,
     bf16: bool = False,
     progress: bool = True,
-) -> list[float]:
+) -> list[Epoch]:
     """Inter-camera training with PK batches (`training.ids_per_batch` x `training.images_per_id`);
     loss = cross-entropy + batch-hard triplet (`training.margin`) on the pooled backbone features.
-    Returns the mean loss of each epoch. `bf16` as in `train_intra_camera`."""
+    Returns each epoch's mean loss and steps (their number varies: see `pk_batches`). `bf16` as in
+    `train_intra_camera`."""
     rng = np.random.default_rng(seed)
     generator = make_generator(seed, device)
     pixels = _as_device_images(images, device)
@@ -100,7 +111,7 @@ def train_inter_camera(
     head.to(device).train()
     sgd = optimizer.build(backbone, [head])
     epochs = training.epochs
-    epoch_losses = []
+    history = []
     for epoch in range(epochs):
         batches = torch.as_tensor(np.stack(pk_batches(labels, training.ids_per_batch, training.images_per_id, rng)),
                                   device=device)
@@ -116,5 +127,5 @@ def train_inter_camera(
             loss.backward()
             sgd.step()
             total += loss.detach()
-        epoch_losses.append(float(total) / len(batches))
-    return epoch_losses
+        history.append(Epoch(float(total) / len(batches), len(batches)))
+    return history

@@ -42,7 +42,7 @@ def main() -> None:
     head = ClassifierHead(backbone.feature_dim, int(labels.max()) + 1)
     start = time.perf_counter()
     try:
-        losses = train_inter_camera(
+        history = train_inter_camera(
             backbone, head, images, labels, training=training, optimizer=sgd, augment=augmentation,
             device=device, seed=seed, bf16=bf16, progress=show_progress(),
         )
@@ -50,8 +50,10 @@ def main() -> None:
         raise SystemExit(f"inter_train {args.round}: {error}") from None
     seconds = time.perf_counter() - start
     save_backbone(backbone, name, out, input_size=images.shape[1:3])
-    write_json(metrics_path, {"enabled": True, "loss": losses[-1]})
-    print(f"inter_train {args.round}: losses {[round(x, 3) for x in losses]} in {seconds:.1f}s on {device}")
+    steps = sum(epoch.steps for epoch in history)
+    write_json(metrics_path, {"enabled": True, "loss": history[-1].loss, "steps": steps})
+    print(f"inter_train {args.round}: losses {[round(epoch.loss, 3) for epoch in history]}, steps per epoch "
+          f"{[epoch.steps for epoch in history]}, in {seconds:.1f}s on {device}")
 
 
 if __name__ == "__main__":

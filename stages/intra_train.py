@@ -43,7 +43,7 @@ def main() -> None:
           f"smallest camera (camera {camera}, {fewest} train images in batches of {training.batch_per_camera})")
     start = time.perf_counter()
     try:
-        losses = train_intra_camera(
+        history = train_intra_camera(
             backbone, heads, images, camera_index, labels, training=training, optimizer=sgd,
             augment=augmentation, device=device, seed=seed, bf16=bf16, progress=show_progress(),
         )
@@ -52,8 +52,9 @@ def main() -> None:
     seconds = time.perf_counter() - start
     save_backbone(backbone, name, round_dir(args.round) / "intra_model.pt", heads=heads,
                   input_size=images.shape[1:3])
-    write_json(round_metrics_dir(args.round) / "intra_train.json", {"loss": losses[-1]})
-    print(f"intra_train {args.round}: losses {[round(x, 3) for x in losses]} in {seconds:.1f}s on {device}")
+    steps = sum(epoch.steps for epoch in history)
+    write_json(round_metrics_dir(args.round) / "intra_train.json", {"loss": history[-1].loss, "steps": steps})
+    print(f"intra_train {args.round}: losses {[round(epoch.loss, 3) for epoch in history]} in {seconds:.1f}s on {device}")
 
 
 if __name__ == "__main__":

@@ -113,12 +113,12 @@ def _intra(bf16):
     backbone = build_backbone("resnet18_aibn")
     images, camera, labels = _training_data()
     heads = [ClassifierHead(backbone.feature_dim, 2) for _ in range(2)]
-    losses = train_intra_camera(
+    history = train_intra_camera(
         backbone, heads, images, camera, labels, training=IntraTraining(epochs=EPOCHS, batch_per_camera=8),
         optimizer=Optimizer(lr=0.02, backbone_lr_scale=1.0), augment=Augment(pad=2),
         device=CPU, seed=0, bf16=bf16, progress=False,
     )
-    return losses, backbone
+    return [epoch.loss for epoch in history], backbone
 
 
 def _inter(bf16):
@@ -126,12 +126,12 @@ def _inter(bf16):
     backbone = build_backbone("resnet18_aibn")
     images, camera, labels = _training_data()
     labels = labels + 2 * camera
-    losses = train_inter_camera(
+    history = train_inter_camera(
         backbone, ClassifierHead(backbone.feature_dim, 4), images, labels,
         training=InterTraining(epochs=EPOCHS, ids_per_batch=4, images_per_id=4, margin=0.3), optimizer=Optimizer(lr=0.02, backbone_lr_scale=1.0),
         augment=Augment(pad=2), device=CPU, seed=0, bf16=bf16, progress=False,
     )
-    return losses, backbone
+    return [epoch.loss for epoch in history], backbone
 
 
 @pytest.mark.parametrize("train", [_intra, _inter], ids=["intra", "inter"])

@@ -29,14 +29,39 @@ class ImageCacheError(ValueError):
     """An image that cannot be decoded, or a cache file with the wrong layout."""
 
 
+# Pillow's modes for 16-bit greyscale. Its 32-bit mode "I" holds 16-bit data when read from a format
+# whose greyscale has at most 16 bits: PNG (older Pillow versions open 16-bit PNGs as "I") and PGM
+# (Pillow scales its maxval to 0..65535).
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+_SIXTEEN_BIT_FORMATS = ("PNG", "PPM")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """The image as 8-bit RGB. 16-bit greyscale is scaled (value / 257, rounded), not clipped as
+    Pillow's convert does. Other integer modes (32-bit "I" from a TIFF, signed 16-bit) and float
+    images are refused with a ValueError: their values have no known range to scale from."""
+    if img.mode in _SIXTEEN_BIT_MODES or (img.mode == "I" and img.format in _SIXTEEN_BIT_FORMATS):
+        values = np.asarray(img).astype(np.uint32)
+        return Image.fromarray(((values + 128) // 257).astype(np.uint8)).convert("RGB")  # 2-D uint8: mode L
+    if img.mode in ("I", "F") or img.mode.startswith("I;"):
+        raise ValueError(
+            f"{img.format} image of Pillow mode {img.mode!r}: 32-bit integer, signed or float pixel values have "
+            f"no known range to scale to 8 bits; expected an 8-bit or 16-bit image"
+        )
+    return img.convert("RGB")
+
+
 def decode_image(source: ImageSource, member: str, height: int, width: int) -> np.ndarray:
     """One image of the source as an RGB uint8 array resized to height x width (bicubic): how
-    every image the pipeline sees is made, so new crops fed to a trained model go through it too."""
+    every image the pipeline sees is made, so new crops fed to a trained model go through it too.
+    16-bit greyscale is scaled to 8 bits; 32-bit integer (mode "I" from a TIFF, say) and float
+    ("F") images are refused with an ImageCacheError naming the file and the mode: whether their
+    values span 8, 12, 16 or 32 bits cannot be told from the file."""
     data = source.read(member)
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
-            rgb = img.convert("RGB")
+            rgb = _to_rgb(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, zlib.error, EOFError) as exc:
         raise ImageCacheError(f"{source.path}: cannot decode image {member!r} ({exc})") from exc
     if rgb.size != (width, height):

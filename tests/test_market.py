@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iics.image_cache import build_image_cache, load_image_cache
+from iics.image_cache import ImageCacheError, build_image_cache, decode_image, load_image_cache
+from iics.image_source import ImageSource
 from iics.market import MarketFormatError, index_market_zip, parse_market_name
 
 
@@ -309,3 +310,36 @@ def test_image_cache_removes_leftovers_of_a_killed_run(tmp_path):
     (tmp_path / "images.npy.12345.tmp").write_bytes(b"half written")
     build_image_cache(zip_path, ["a/good.jpg"], 8, 4, out, progress=False)
     assert sorted(os.listdir(tmp_path)) == ["images.npy", "imgs.zip"]
+
+
+def encoded(array: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+GREY16 = np.array([[0, 128, 129, 385, 1000, 30000, 65406, 65535]] * 2, dtype=np.uint16)
+
+
+@pytest.mark.parametrize("name, data", [
+    ("grey16.png", encoded(GREY16, "PNG")),                      # Pillow mode I;16
+    ("grey16.tif", encoded(GREY16.astype(">u2"), "TIFF")),       # I;16B
+    ("grey16.pgm", b"P5\n8 2\n65535\n" + GREY16.astype(">u2").tobytes()),  # I, from a 16-bit format
+], ids=["png", "tiff", "pgm"])
+def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path, name, data):
+    """Pillow's convert("RGB") clips 16-bit values at 255: a gradient came out almost white."""
+    with ImageSource(make_zip(tmp_path / "grey.zip", {name: data})) as source:
+        pixels = decode_image(source, name, 2, 8)
+    expected = np.rint(GREY16 / 257).astype(np.uint8)  # 0 0 1 1 4 117 254 255: rounded, not truncated
+    assert np.array_equal(pixels, np.repeat(expected[:, :, None], 3, axis=2))
+
+
+@pytest.mark.parametrize("array, mode", [(GREY16.astype(np.int32) * 1000, "I"), (GREY16 / np.float32(65535), "F")])
+def test_32_bit_integer_and_float_images_are_refused_naming_file_and_mode(tmp_path, array, mode):
+    """Whether 32-bit values span 12, 16 or 32 bits cannot be told from the file: no guess."""
+    zip_path = make_zip(tmp_path / "deep.zip", {"deep.tif": encoded(array, "TIFF")})
+    with ImageSource(zip_path) as source, pytest.raises(ImageCacheError) as err:
+        decode_image(source, "deep.tif", 2, 8)
+    message = str(err.value)
+    assert message.startswith(f"{zip_path}: cannot decode image 'deep.tif' (TIFF image of Pillow mode '{mode}'")
+    assert "expected an 8-bit or 16-bit image" in message and "\n" not in message

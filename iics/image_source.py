@@ -78,6 +78,11 @@ class ImageSource:
                 raise SourceError(f"{self.path}: no member {name!r} in the zip") from None
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
                 raise SourceError(f"{self.path}: cannot read member {name!r} ({exc}); the zip may be truncated") from exc
+            except (RuntimeError, NotImplementedError) as exc:  # zipfile: password set; method it lacks (Deflate64)
+                raise SourceError(
+                    f"{self.path}: cannot read member {name!r} ({exc}); expected a zip without password, "
+                    f"compressed with deflate, bzip2 or lzma (or stored)"
+                ) from exc
         # Containment is decided on the name itself, not on where it resolves: a folder of
         # symlinked images (say, into a shared store) is read through its links, while an
         # absolute name or one climbing out with '..' never is.
@@ -87,7 +92,10 @@ class ImageSource:
         target = Path(self.path, *relative.parts)
         if not target.is_file():
             raise SourceError(f"{self.path}: no file {name!r} in the folder")
-        return target.read_bytes()
+        try:
+            return target.read_bytes()
+        except OSError as exc:
+            raise SourceError(f"{self.path}: cannot read file {name!r} ({exc.strerror or exc})") from exc
 
 
 def _folder_files(root: str) -> list[str]:

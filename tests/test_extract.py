@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_market import LAYOUT, cuhk03np_members, jpeg_bytes, make_zip
+from test_image_source import ENCRYPTED, patch_central_entry
+from test_market import LAYOUT, TOP, cuhk03np_members, jpeg_bytes, make_zip
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -115,4 +116,17 @@ def test_image_size_that_is_not_a_positive_integer_is_one_line(tmp_path, height)
     result = run_extract(tmp_path)
     assert result.returncode != 0
     assert result.stderr.strip() == f"extract: height and width must be positive integers, got {height!r} x 4"
+    assert not (tmp_path / "data" / "tiny" / "prepared" / "index.csv").exists()
+
+
+def test_encrypted_member_stops_extract_with_one_line(tmp_path):
+    raw = scratch_project(tmp_path, "tiny")
+    make_zip(raw / "tiny.zip", LAYOUT)
+    offset, value, reason = ENCRYPTED
+    patch_central_entry(raw / "tiny.zip", TOP + "query/0003_c1s2_000123_01.jpg", offset, value)
+    result = run_extract(tmp_path)
+    assert result.returncode != 0
+    error = result.stderr.strip()
+    assert error.startswith(f"extract: {raw / 'tiny.zip'}: cannot read member '{TOP}query/0003_c1s2_000123_01.jpg' (")
+    assert reason in error and "\n" not in error
     assert not (tmp_path / "data" / "tiny" / "prepared" / "index.csv").exists()

@@ -2,7 +2,9 @@
 that leave the folder are refused whatever they point at; image_names keeps only images."""
 from __future__ import annotations
 
+import errno
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,3 +87,41 @@ def test_image_names_keep_images_and_drop_other_and_hidden_files(tmp_path):
             z.writestr(name, b"x")
     with ImageSource(archive) as source:
         assert source.image_names() == ["x/1.png"]
+
+
+def patch_central_entry(zip_path, member: str, offset: int, value: bytes) -> None:
+    """Overwrite bytes of one member's central directory entry: zipfile writes neither encrypted
+    (flag bit 0, offset 8) nor Deflate64 (compression method 9, offset 10) members."""
+    data = bytearray(Path(zip_path).read_bytes())
+    at = data.index(b"PK\x01\x02")
+    while data[at + 46: at + 46 + int.from_bytes(data[at + 28: at + 30], "little")] != member.encode():
+        at = data.index(b"PK\x01\x02", at + 4)
+    data[at + offset: at + offset + len(value)] = value
+    Path(zip_path).write_bytes(bytes(data))
+
+
+ENCRYPTED = (8, b"\x01\x00", "is encrypted, password required")
+DEFLATE64 = (10, b"\x09\x00", "compression method is not supported")
+
+
+@pytest.mark.parametrize("offset, value, reason", [ENCRYPTED, DEFLATE64], ids=["encrypted", "deflate64"])
+def test_zip_members_zipfile_cannot_read_are_one_line(tmp_path, offset, value, reason):
+    archive = tmp_path / "crops.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("cam1/a.jpg", image_bytes("a.jpg"))
+    patch_central_entry(archive, "cam1/a.jpg", offset, value)
+    with pytest.raises(SourceError) as err:
+        build_image_cache(archive, ["cam1/a.jpg"], 8, 4, tmp_path / "images.npy", progress=False)
+    message = str(err.value)
+    assert message.startswith(f"{archive}: cannot read member 'cam1/a.jpg' (") and reason in message
+    assert message.endswith("expected a zip without password, compressed with deflate, bzip2 or lzma (or stored)")
+    assert not (tmp_path / "images.npy").exists()
+
+
+def test_unreadable_file_in_a_folder_is_one_line(linked_folder, tmp_path, monkeypatch):
+    """A crop the user may not read (as on chmod 000; faked, since the tests may run as root)."""
+    def denied(path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(SourceError, match=rf"^{linked_folder}: cannot read file 'near.jpg' \(Permission denied\)$"):
+        build_image_cache(linked_folder, ["near.jpg"], 8, 4, tmp_path / "images.npy", progress=False)

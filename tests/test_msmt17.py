@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from test_image_source import DEFLATE64, ENCRYPTED, patch_central_entry
 
 from iics.image_source import ImageSource
 from iics.msmt17 import Msmt17FormatError, index_msmt17_zip, parse_msmt17_name
@@ -275,6 +276,14 @@ def test_corrupt_list_member(tmp_path):
     data[at] ^= 0x01
     Path(zip_path).write_bytes(bytes(data))
     with raises_one_line(Msmt17FormatError, zip_path, "cannot read member 'MSMT17_V2/list_query.txt'"):
+        index_msmt17_zip(zip_path)
+
+
+@pytest.mark.parametrize("offset, value, reason", [ENCRYPTED, DEFLATE64], ids=["encrypted", "deflate64"])
+def test_list_member_zipfile_cannot_read(tmp_path, offset, value, reason):
+    zip_path = make_msmt17_zip(tmp_path / "method.zip")
+    patch_central_entry(zip_path, TOP + "list_val.txt", offset, value)
+    with raises_one_line(Msmt17FormatError, zip_path, f"cannot read member 'MSMT17_V2/list_val.txt' .*{reason}"):
         index_msmt17_zip(zip_path)
 
 

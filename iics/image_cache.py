@@ -62,7 +62,8 @@ def decode_image(source: ImageSource, member: str, height: int, width: int) -> n
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             rgb = _to_rgb(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, zlib.error, EOFError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError, zlib.error,
+            EOFError) as exc:
         raise ImageCacheError(f"{source.path}: cannot decode image {member!r} ({exc})") from exc
     if rgb.size != (width, height):
         rgb = rgb.resize((width, height), _BICUBIC)

@@ -343,3 +343,14 @@ def test_32_bit_integer_and_float_images_are_refused_naming_file_and_mode(tmp_pa
     message = str(err.value)
     assert message.startswith(f"{zip_path}: cannot decode image 'deep.tif' (TIFF image of Pillow mode '{mode}'")
     assert "expected an 8-bit or 16-bit image" in message and "\n" not in message
+
+
+def test_image_over_pillows_pixel_limit_is_one_line(tmp_path, monkeypatch):
+    """Pillow refuses images over twice Image.MAX_IMAGE_PIXELS (or a header claiming such a size)
+    with DecompressionBombError, which is no OSError; a low limit stands in for a huge image."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    zip_path = make_zip(tmp_path / "imgs.zip", {"a/huge.jpg": jpeg_bytes(size=(20, 40))})
+    with pytest.raises(ImageCacheError) as err:
+        build_image_cache(zip_path, ["a/huge.jpg"], 8, 4, tmp_path / "images.npy", progress=False)
+    assert str(err.value).startswith(f"{zip_path}: cannot decode image 'a/huge.jpg' (Image size (800 pixels) exceeds")
+    assert "\n" not in str(err.value) and sorted(os.listdir(tmp_path)) == ["imgs.zip"]

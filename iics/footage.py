@@ -86,6 +86,8 @@ def _read_cells(csv_path: str) -> tuple[list[str], list[list[str]], list[int]]:
         raise _fail(csv_path, line, f"expected {want} comma-separated fields as in the header, found {saw}") from None
     except UnicodeDecodeError as exc:
         raise FootageFormatError(f"{csv_path}: not UTF-8 text ({exc}); save the CSV as UTF-8") from None
+    except OSError as exc:  # a file the user may not read, say
+        raise FootageFormatError(f"{csv_path}: cannot read the file ({exc.strerror or exc})") from None
     table = table.fillna("")  # rows shorter than the header
     rows = table.values.tolist()
     # A quoted cell may span several lines; count them so that line numbers match the file.

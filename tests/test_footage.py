@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import zipfile
 
@@ -340,6 +341,17 @@ def test_missing_csv_or_source(tmp_path):
     csv_path, _ = make_footage(tmp_path, TRAIN_ONLY)
     with pytest.raises(FileNotFoundError, match="gone.zip"):
         index_footage(csv_path, tmp_path / "gone.zip")
+
+
+def test_unreadable_csv_is_one_line(tmp_path, monkeypatch):
+    """As for a CSV without read permission (faked: the tests may run as root, who may read anything)."""
+    csv_path, images_path = make_footage(tmp_path, [["image", "camid"], ["a.jpg", "1"]])
+
+    def denied(path, **options):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+    monkeypatch.setattr(pd, "read_csv", denied)
+    with pytest.raises(FootageFormatError, match=rf"^{csv_path}: cannot read the file \(Permission denied\)$"):
+        index_footage(csv_path, images_path)
 
 
 def test_is_a_value_error():

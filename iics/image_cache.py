@@ -85,7 +85,8 @@ def build_image_cache(
     temporary file next to ``out_path`` in blocks of ``block`` rows, so memory stays bounded
     by one block whatever the dataset size; the file is renamed into place only when every
     image decoded, so no complete-looking file is left on failure or interruption (temporary
-    files of a killed earlier run are removed first).
+    files of a killed earlier run are removed first). A failed write (a full disk, say) is an
+    ImageCacheError naming ``out_path`` and the OS error.
     """
     source_path, out_path = os.fspath(source_path), os.fspath(out_path)
     height, width = check_image_size(height, width)
@@ -97,8 +98,9 @@ def build_image_cache(
     tmp_path = f"{out_path}.{os.getpid()}.tmp"
     header = {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": (len(images), height, width, 3)}
     buffer = np.empty((block, height, width, 3), dtype=np.uint8)
+    source = ImageSource(source_path)  # a missing or unreadable source fails here, before anything is written
     try:
-        with open(tmp_path, "wb") as out, ImageSource(source_path) as source:
+        with source, open(tmp_path, "wb") as out:
             np.lib.format.write_array_header_1_0(out, header)
             bar = tqdm(images, desc=f"decode {os.path.basename(source_path)}", unit="img", disable=not progress)
             filled = 0
@@ -110,9 +112,11 @@ def build_image_cache(
                     filled = 0
             out.write(buffer[:filled].tobytes())
         os.replace(tmp_path, out_path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
+        if isinstance(exc, OSError):  # reading fails as a ValueError: this is writing (a full disk, say)
+            raise ImageCacheError(f"{out_path}: cannot write the image cache ({exc.strerror or exc})") from exc
         raise
 
 

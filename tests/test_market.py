@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import zipfile
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from iics import image_cache
 from iics.image_cache import ImageCacheError, build_image_cache, decode_image, load_image_cache
 from iics.image_source import ImageSource
 from iics.market import MarketFormatError, index_market_zip, parse_market_name
@@ -354,3 +356,18 @@ def test_image_over_pillows_pixel_limit_is_one_line(tmp_path, monkeypatch):
         build_image_cache(zip_path, ["a/huge.jpg"], 8, 4, tmp_path / "images.npy", progress=False)
     assert str(err.value).startswith(f"{zip_path}: cannot decode image 'a/huge.jpg' (Image size (800 pixels) exceeds")
     assert "\n" not in str(err.value) and sorted(os.listdir(tmp_path)) == ["imgs.zip"]
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EFBIG])
+def test_image_cache_write_error_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, code):
+    """A full disk (or a file over the size limit) while the cache is written: the temporary file is
+    removed and the message names the cache and the OS error on one line."""
+    class FullDisk(io.FileIO):
+        def write(self, data):
+            raise OSError(code, os.strerror(code))
+    monkeypatch.setattr(image_cache, "open", FullDisk, raising=False)  # the module's open(), not the builtin
+    zip_path = make_zip(tmp_path / "imgs.zip", {"a/good.jpg": jpeg_bytes()})
+    out = tmp_path / "cache" / "images.npy"
+    with pytest.raises(ImageCacheError, match=rf"^{out}: cannot write the image cache \({os.strerror(code)}\)$"):
+        build_image_cache(zip_path, ["a/good.jpg"], 8, 4, out, progress=False)
+    assert os.listdir(out.parent) == []

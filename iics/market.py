@@ -30,6 +30,7 @@ EXPECTED_NAME = (
 )
 EXPECTED_LAYOUT = "bounding_box_train/, query/ and bounding_box_test/ (Market-1501 layout)"
 _NAME_RE = re.compile(r"^(?P<pid>-1|\d+)_c(?P<cam>\d+)(?:s\d+)?_[^/\\]*\.(?:jpe?g|png)$", re.IGNORECASE)
+_INT64_MAX = 2**63 - 1  # the index stores pid and camid as int64
 
 
 class MarketFormatError(ValueError):
@@ -45,6 +46,9 @@ def parse_market_name(filename: str) -> tuple[int, int]:
     match = _NAME_RE.match(base)
     if match is None:
         raise ValueError(f"cannot parse image name {filename!r}: expected {EXPECTED_NAME}")
+    if any(len(digits) > 19 or int(digits) > _INT64_MAX for digits in match.group("pid", "cam")):
+        raise ValueError(f"cannot parse image name {filename!r}: pid and camera must be 64-bit integers "
+                         f"(at most {_INT64_MAX})")
     pid, camid = int(match.group("pid")), int(match.group("cam"))
     if camid < 1:
         raise ValueError(f"cannot parse image name {filename!r}: camera ids are 1-based, got c{camid}")

@@ -79,6 +79,18 @@ def test_parse_market_name_rejects(name):
     assert "c<cam>" in message or "1-based" in message
 
 
+@pytest.mark.parametrize("name", ["99999999999999999999_c1s1_000001_01.jpg", "0001_c99999999999999999999s1_000001_01.jpg",
+                                  "9223372036854775808_c1s1_000001_01.jpg"])
+def test_numbers_beyond_int64_are_one_line_naming_the_file(tmp_path, name):
+    """The index stores pid and camid as int64: a larger number ended in an OverflowError traceback."""
+    members = {**LAYOUT, TOP + "bounding_box_train/" + name: jpeg_bytes()}
+    zip_path = make_zip(tmp_path / "big.zip", members)
+    with pytest.raises(MarketFormatError) as err:
+        index_market_zip(zip_path)
+    assert str(err.value) == (f"{zip_path}: cannot parse image name '{TOP}bounding_box_train/{name}': pid and camera "
+                              f"must be 64-bit integers (at most 9223372036854775807)")
+
+
 # --- index_market_zip ---------------------------------------------------------------------
 
 

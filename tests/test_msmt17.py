@@ -262,6 +262,15 @@ def test_bad_list_line(tmp_path, line):
         index_msmt17_zip(zip_path)
 
 
+def test_pid_beyond_int64_is_one_line(tmp_path):
+    """The index stores pid as int64: a larger pid ended in an OverflowError traceback."""
+    huge = "99999999999999999999"
+    train = TRAIN + [(f"{huge}/{huge}_000_02_0303morning_0001_0.jpg", int(huge))]
+    zip_path = make_msmt17_zip(tmp_path / "huge.zip", train=train)
+    with raises_one_line(Msmt17FormatError, zip_path, rf"list_train.txt line 4: expected .*64-bit integer pid.*found '{huge}/.*\.jpg {huge}'$"):
+        index_msmt17_zip(zip_path)
+
+
 def test_list_not_text(tmp_path):
     zip_path = make_msmt17_zip(tmp_path / "binary.zip", extra={TOP + "list_query.txt": b"\xff\xfe\x00bad"})
     with raises_one_line(Msmt17FormatError, zip_path, "list file MSMT17_V2/list_query.txt is not UTF-8 text"):

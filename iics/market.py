@@ -31,6 +31,9 @@ EXPECTED_NAME = (
 EXPECTED_LAYOUT = "bounding_box_train/, query/ and bounding_box_test/ (Market-1501 layout)"
 _NAME_RE = re.compile(r"^(?P<pid>-1|\d+)_c(?P<cam>\d+)(?:s\d+)?_[^/\\]*\.(?:jpe?g|png)$", re.IGNORECASE)
 _INT64_MAX = 2**63 - 1  # the index stores pid and camid as int64
+# Image files a split folder may hold that are not read (only .jpg, .jpeg and .png are): an error, not
+# left out without a word. Other files there (Thumbs.db in the official Market-1501 zip) are ignored.
+UNREAD_IMAGE_EXTENSIONS = (".bmp", ".gif", ".tif", ".tiff", ".webp", ".jp2", ".jfif", ".ppm", ".pgm", ".heic", ".avif")
 
 
 class MarketFormatError(ValueError):
@@ -130,7 +133,9 @@ def index_market_zip(zip_path: str | os.PathLike, subset: str | None = None) -> 
     (at its root or below). Where several folders hold them, as CUHK03-NP's ``detected/`` and
     ``labeled/`` do, ``subset`` names the one to index (its last part, e.g. ``detected``, or a
     longer ``cuhk03-np/detected``); without it that is an error listing the candidates.
-    Images are ``.jpg`` or ``.png`` files directly inside the three folders.
+    Images are ``.jpg``, ``.jpeg`` or ``.png`` files (any case) directly inside the three folders;
+    other image files there (:data:`UNREAD_IMAGE_EXTENSIONS`) or images in their sub-folders are
+    an error, any other file (``Thumbs.db``, ``readme.txt``) is ignored.
 
     Returns columns ``image`` (member path), ``pid``, ``camid`` (1-based), ``split``
     (train / query / gallery). Junk (pid -1) is dropped, distractors (pid 0) kept.
@@ -139,20 +144,31 @@ def index_market_zip(zip_path: str | os.PathLike, subset: str | None = None) -> 
     zip_path = os.fspath(zip_path)
     names = _read_names(zip_path)
     root = _choose_root(zip_path, names, subset or None)
-    rows = []
+    rows, unread = [], []
     for member in names:
-        if is_hidden(member) or not member.startswith(root) or not member.lower().endswith(IMAGE_EXTENSIONS):
+        if is_hidden(member) or not member.startswith(root):
             continue
-        folder = member[len(root):].rpartition("/")[0]
+        folder, _, rest = member[len(root):].partition("/")
         split = FOLDER_SPLITS.get(folder)
         if split is None:
             continue
+        if "/" in rest or not member.lower().endswith(IMAGE_EXTENSIONS):
+            if member.lower().endswith(IMAGE_EXTENSIONS + UNREAD_IMAGE_EXTENSIONS):
+                unread.append(member)  # an image in a sub-folder, or in a format not read
+            continue  # anything else (Thumbs.db, readme.txt, ...) is no crop
         try:
             pid, camid = parse_market_name(member)
         except ValueError as exc:
             raise MarketFormatError(f"{zip_path}: {exc}") from None
         if pid != JUNK_PID:
             rows.append((member, pid, camid, split))
+    if unread:
+        train, query, gallery = (f"{root}{folder}/" for folder in SPLIT_FOLDERS.values())
+        raise MarketFormatError(
+            f"{zip_path}: {len(unread)} image file(s) in the split folders would be left out, the first "
+            f"{unread[0]!r}; expected .jpg, .jpeg or .png crops directly inside {train}, {query} and {gallery} "
+            f"(convert the others, or move them out of these folders)"
+        )
     for split in SPLITS:
         if not any(row[3] == split for row in rows):
             raise MarketFormatError(

@@ -161,6 +161,32 @@ def test_empty_split(tmp_path):
         index_market_zip(make_zip(tmp_path / "empty.zip", members))
 
 
+@pytest.mark.parametrize("name", [
+    "bounding_box_train/0009_c1s1_000001_01.bmp", "query/0009_c1s1_000001_01.webp", "bounding_box_test/0009_c1s1_000001_01.TIF",
+    "bounding_box_train/0009_c1s1_000001_01.tiff", "bounding_box_train/0009_c1s1_000001_01.gif",
+    "bounding_box_train/cam1/0009_c1s1_000001_01.jpg", "bounding_box_test/extra/more/0009_c1s1_000001_01.png",
+])
+def test_images_that_would_be_left_out_are_an_error(tmp_path, name):
+    """Other image formats and images in sub-folders of a split folder were dropped without a word."""
+    members = {**LAYOUT, TOP + name: jpeg_bytes(), TOP + "query/0010_c2s1_000001_01.gif": jpeg_bytes()}
+    zip_path = make_zip(tmp_path / "more.zip", members)
+    with pytest.raises(MarketFormatError) as err:
+        index_market_zip(zip_path)
+    assert str(err.value) == (
+        f"{zip_path}: 2 image file(s) in the split folders would be left out, the first '{TOP}{name}'; expected .jpg, "
+        f".jpeg or .png crops directly inside {TOP}bounding_box_train/, {TOP}query/ and {TOP}bounding_box_test/ "
+        f"(convert the others, or move them out of these folders)")
+
+
+def test_other_files_in_split_folders_are_ignored_and_any_case_of_jpg_jpeg_png_is_read(tmp_path):
+    members = {**LAYOUT, TOP + "query/readme.txt": b"notes", TOP + "bounding_box_test/attributes.mat": b"MATLAB",
+               TOP + "bounding_box_train/sub/Thumbs.db": b"junk", TOP + "bounding_box_train/0008_c1s1_000001_01.JPG": jpeg_bytes(),
+               TOP + "bounding_box_train/0009_c1s1_000001_01.jpeg": jpeg_bytes(), TOP + "query/0010_c2s1_000001_01.PNG": png_bytes()}
+    index = index_market_zip(make_zip(tmp_path / "mixed.zip", members))
+    assert len(index) == len(index_market_zip(make_zip(tmp_path / "plain.zip", LAYOUT))) + 3
+    assert {TOP + "bounding_box_train/0008_c1s1_000001_01.JPG", TOP + "query/0010_c2s1_000001_01.PNG"} <= set(index["image"])
+
+
 def png_bytes(colour=(30, 200, 40), size=(20, 40)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, colour).save(buffer, format="PNG")

@@ -116,7 +116,7 @@ def _check_evaluable(index: pd.DataFrame, zip_path: Path) -> None:
 
 
 def _single_zip(raw_dir: Path) -> Path:
-    zips = sorted(p for p in raw_dir.glob("*.zip") if p.is_file())
+    zips = sorted(p for p in raw_dir.iterdir() if p.suffix.lower() == ".zip" and p.is_file())  # MyData.ZIP too
     if len(zips) != 1:
         found = ", ".join(p.name for p in zips) or "none"
         raise DatasetError(f"{raw_dir}: expected exactly one dataset .zip, found {found}")

@@ -146,6 +146,19 @@ def test_any_market_layout_zip_is_indexed_without_checks(tmp_path):
         index_dataset(raw, "cuhk03np", "market")
 
 
+def test_zip_extension_in_any_case_is_found(tmp_path):
+    """Pathlib's glob("*.zip") is case-sensitive on Linux: MyData.ZIP was 'found none'."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    make_zip(raw / "MyData.ZIP", LAYOUT)
+    (raw / "README.txt").write_text("the zip goes here")
+    source, index = index_dataset(raw, "mydata", "market")
+    assert source.name == "MyData.ZIP" and len(index) == 5
+    make_zip(raw / "other.Zip", LAYOUT)
+    with pytest.raises(DatasetError, match=r"raw: expected exactly one dataset .zip, found MyData.ZIP, other.Zip$"):
+        index_dataset(raw, "mydata", "market")
+
+
 def test_cuhk03np_zip_with_a_subset(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()

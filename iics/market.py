@@ -78,23 +78,32 @@ def _layout_roots(names: list[str]) -> dict[str, dict[str, bool]]:
 
 
 def _shown(root: str) -> str:
-    return root or "<zip root>"
+    return root or "/ (the zip root)"
 
 
-def _in_subset(root: str, subset: str) -> bool:
-    """Whether ``root`` is the folder ``subset`` names: its last part(s), e.g. 'detected' or
-    'cuhk03-np/detected' for 'cuhk03-np/detected/'."""
-    folder, wanted = root.rstrip("/"), subset.strip("/")
-    return bool(wanted) and (folder == wanted or folder.endswith("/" + wanted))
+def _named_by(subset: str, roots) -> list[str]:
+    """The folders of ``roots`` that ``subset`` names: the one it spells out in full
+    ('cuhk03-np/detected', or '/' for the zip root), else those whose last part(s) it gives
+    ('detected' for 'cuhk03-np/detected/')."""
+    wanted = subset.strip("/")
+    exact = [root for root in roots if root.rstrip("/") == wanted]
+    return exact or [root for root in roots if wanted and root.endswith(f"/{wanted}/")]
+
+
+def _subset_naming(root: str, roots) -> str:
+    """The dataset.subset value that picks ``root`` alone: '/' for the zip root, its last folder
+    where that is unambiguous, else its whole path."""
+    last = root.rstrip("/").rpartition("/")[2] or "/"
+    return last if _named_by(last, roots) == [root] else root.rstrip("/")
 
 
 def _choose_root(zip_path: str, names: list[str], subset: str | None) -> str:
     """The one folder whose bounding_box_train/, query/ and bounding_box_test/ are indexed."""
     roots = _layout_roots(names)
     with_images = {root: splits for root, splits in roots.items() if any(splits.values())}
-    candidates = with_images or roots  # folders without images still name the layout in errors
+    candidates = pool = with_images or roots  # folders without images still name the layout in errors
     if subset is not None:
-        chosen = {root: splits for root, splits in candidates.items() if _in_subset(root, subset)}
+        chosen = {root: pool[root] for root in _named_by(subset, pool)}
         if not chosen:
             found = ", ".join(_shown(root) for root in sorted(candidates)) or "none"
             raise MarketFormatError(
@@ -104,7 +113,7 @@ def _choose_root(zip_path: str, names: list[str], subset: str | None) -> str:
         candidates = chosen
     if len(candidates) > 1:
         listed = ", ".join(_shown(root) for root in sorted(candidates))
-        choices = sorted({root.rstrip("/").rpartition("/")[2] or "<zip root>" for root in candidates})
+        choices = [_subset_naming(root, pool) for root in sorted(candidates)]
         raise MarketFormatError(
             f"{zip_path}: several folders hold {EXPECTED_LAYOUT}: {listed}; set dataset.subset to the one "
             f"to index ({' or '.join(choices)}), e.g. -S dataset.subset={choices[0]}"

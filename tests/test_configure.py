@@ -95,6 +95,11 @@ def test_footage_preset_reads_a_csv_with_adaptive_clusters():
     assert config["clustering"]["method"] == "quantile"
 
 
+def test_zip_root_subset_passes_through_hydra():
+    """'/' is the dataset.subset that selects a Market layout at the zip root (iics.market)."""
+    assert composed("dataset=market1501", "dataset.subset=/")["dataset"]["subset"] == "/"
+
+
 def test_unknown_preset_is_a_clear_error():
     with pytest.raises(SystemExit, match="market1502"):
         configure.compose(["dataset=market1502"])

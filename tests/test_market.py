@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import zipfile
 
 import numpy as np
@@ -248,6 +249,48 @@ def test_one_subset_needs_no_choice_and_may_name_it(tmp_path):
     assert len(index_market_zip(zip_path)) == len(index_market_zip(zip_path, subset="detected")) == 8
     market = make_zip(tmp_path / "market.zip", LAYOUT)
     assert index_market_zip(market, subset="Market-1501-v15.09.15").equals(index_market_zip(market))
+
+
+def market_at(top: str) -> dict:
+    """LAYOUT's files under the folder ``top`` ('' for the zip root) instead of its own."""
+    return {top + name[len(TOP):]: data for name, data in LAYOUT.items() if name.startswith(TOP) and name != TOP}
+
+
+def advised_subsets(zip_path) -> list[str]:
+    """The dataset.subset values the 'several folders' error offers."""
+    with pytest.raises(MarketFormatError, match="several folders hold") as err:
+        index_market_zip(zip_path)
+    offered = re.search(r"set dataset.subset to the one to index \((.*)\), e.g. -S dataset.subset=(\S+)$", str(err.value))
+    assert offered is not None, str(err.value)
+    choices = offered.group(1).split(" or ")
+    assert offered.group(2) == choices[0]
+    return choices
+
+
+@pytest.mark.parametrize("tops", [("", "backup/"), ("Market/", "backup/Market/"), ("a/detected/", "b/detected/", "c/")])
+def test_every_subset_the_error_advises_selects_its_folder(tmp_path, tops):
+    """The advice named '<zip root>', which no dataset.subset selected; '/' now does. Folders
+    sharing a last part are advised by their whole path, which selects one."""
+    zip_path = make_zip(tmp_path / "copies.zip", {name: data for top in tops for name, data in market_at(top).items()})
+    choices = advised_subsets(zip_path)
+    assert len(choices) == len(tops) and len(set(choices)) == len(choices)
+    for top, choice in zip(sorted(tops), choices):
+        index = index_market_zip(zip_path, subset=choice)
+        assert len(index) == 5 and all(image.startswith(top) and image.count("/") == top.count("/") + 1
+                                       for image in index["image"]), (choice, list(index["image"]))
+
+
+def test_zip_root_and_backup_folder_advice_and_both_selections(tmp_path):
+    zip_path = make_zip(tmp_path / "copies.zip", {**market_at(""), **market_at("backup/")})
+    with pytest.raises(MarketFormatError) as err:
+        index_market_zip(zip_path)
+    assert str(err.value) == (
+        f"{zip_path}: several folders hold bounding_box_train/, query/ and bounding_box_test/ (Market-1501 layout): "
+        f"/ (the zip root), backup/; set dataset.subset to the one to index (/ or backup), e.g. -S dataset.subset=/")
+    assert list(index_market_zip(zip_path, subset="/")["image"])[0] == "bounding_box_train/0002_c1s1_000451_03.jpg"
+    assert list(index_market_zip(zip_path, subset="backup")["image"])[0] == "backup/bounding_box_train/0002_c1s1_000451_03.jpg"
+    with pytest.raises(MarketFormatError, match=r"subset is '/' but no such folder .* folders that do: Market-1501-v15.09.15/$"):
+        index_market_zip(make_zip(tmp_path / "market.zip", LAYOUT), subset="/")
 
 
 def test_subset_missing_a_folder(tmp_path):

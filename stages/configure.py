@@ -29,13 +29,18 @@ def compose(overrides: list[str]):
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     try:
         with initialize_config_dir(str(CONF), version_base=None):
             config = hydra_compose(config_name="config", overrides=overrides)
     except HydraException as exc:
         raise SystemExit(f"conf/: cannot compose {overrides}: {exc}") from None
-    OmegaConf.resolve(config)
+    try:
+        OmegaConf.resolve(config)  # an interpolation such as ${nothere} fails only here
+    except OmegaConfBaseException as exc:
+        reason = str(exc).partition("\n")[0]  # OmegaConf may add full_key / object_type lines
+        raise SystemExit(f"conf/: cannot resolve {overrides}: {reason}") from None
     return config
 
 

@@ -105,6 +105,18 @@ def test_unknown_preset_is_a_clear_error():
         configure.compose(["dataset=market1502"])
 
 
+@pytest.mark.parametrize("override, reason", [
+    ("dataset.name=${nothere}", "Interpolation key 'nothere' not found"),
+    ("dataset.name=${dataset.name}", "Recursive interpolation detected"),
+    ("dataset.name=${oc.nothere:1}", "Unsupported interpolation type oc.nothere"),
+])
+def test_unresolvable_interpolation_is_one_line(override, reason):
+    """Composition passes; OmegaConf.resolve raised its own exception, which was a traceback."""
+    with pytest.raises(SystemExit) as err:
+        configure.compose([override])
+    assert str(err.value) == f"conf/: cannot resolve {[override]}: {reason}"
+
+
 @pytest.mark.parametrize("overrides", [
     [], ["dataset=footage", "dataset.name=campus"], ["clustering=count"], ["clustering=quantile"],
     *([f"dataset={d}"] + c for d in ("market1501", "dukemtmc", "msmt17") for c in ([], ["clustering=quantile"])),

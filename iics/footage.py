@@ -168,6 +168,11 @@ def _check_images_exist(csv_path: str, images_path: str, images: list[str], line
     visible = [name for name in names if not is_hidden(name)]
     example = f"it holds e.g. {visible[0]!r}" if visible else "it holds no files"
     hint = "; use '/' between folders, not '\\'" if any("\\" in image for _, image in missing) else ""
+    # Spaces around a name are kept (a file name may have them), but say so when that is the miss.
+    spaced = next(((line, image) for line, image in missing if image.strip() != image and image.strip() in present), None)
+    if spaced is not None:
+        hint += (f"; line {spaced[0]} {spaced[1]!r} has spaces around the name and {spaced[1].strip()!r} exists: "
+                 f"remove them from the CSV")
     raise _fail(
         csv_path, missing[0][0],
         f"{len(missing)} of {len(images)} listed image(s) not found in {kind} {images_path}: {shown}; "

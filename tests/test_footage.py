@@ -233,6 +233,24 @@ def test_missing_image_with_backslash(tmp_path):
     assert err.match(r"not found in folder .*use '/' between folders")
 
 
+@pytest.mark.parametrize("cell", [" cam1/b.jpg", "cam1/b.jpg  ", "\tcam1/b.jpg"])
+def test_missing_image_with_spaces_around_it_says_so(tmp_path, cell):
+    """'2, cam1/b.jpg' (a space after the comma) was 'not found' with no word on why: camid, pid and
+    split are stripped, image is not (a file name may start or end with a space)."""
+    rows = [["camid", "image"], ["1", "cam1/a.jpg"], ["2", cell]]
+    with raises_at(3) as err:
+        index_footage(*make_footage(tmp_path, rows, images=["cam1/a.jpg", "cam1/b.jpg"]))
+    assert str(err.value).endswith(f"; line 3 {cell!r} has spaces around the name and 'cam1/b.jpg' exists: "
+                                   f"remove them from the CSV")
+    check_one_line(err)
+
+
+def test_name_with_a_leading_space_is_read_as_given(tmp_path):
+    rows = [["image", "camid"], [" a.jpg", "1"], ["b.jpg", "2"]]
+    index = index_footage(*make_footage(tmp_path, rows, as_zip=False, images=[" a.jpg", "b.jpg"]))
+    assert list(index["image"]) == [" a.jpg", "b.jpg"]
+
+
 def test_empty_image_cell(tmp_path):
     rows = [["camid", "image"], ["1", "a.jpg"], ["2", ""]]
     with raises_at(3) as err:

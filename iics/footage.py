@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import unicodedata
 
 import pandas as pd
 
@@ -153,15 +154,30 @@ def _check_splits(csv_path: str, splits: list[str], pids: list[int], camids: lis
         raise _fail(csv_path, first["query"], problem)
 
 
-def _check_images_exist(csv_path: str, images_path: str, images: list[str], lines: list[int]) -> None:
-    """Every listed image must be a file of the zip or folder (only names are read)."""
+def _nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
+
+
+def _match_images(csv_path: str, images_path: str, images: list[str], lines: list[int]) -> list[str]:
+    """The source's name of every listed image (only names are read): the name itself, or the one
+    name in the source equal to it under Unicode NFC. A name typed in NFC ('é' as one code point)
+    looks the same as the NFD a Mac may write ('e' and an accent) but is another string."""
     with ImageSource(images_path) as source:
         names = source.names()
         kind = "zip" if source.is_zip else "folder"
     present = set(names)
-    missing = [(line, image) for image, line in zip(images, lines) if image not in present]
+    alike: dict[str, list[str]] = {}
+    for name in names:
+        alike.setdefault(_nfc(name), []).append(name)
+    matched, missing = [], []
+    for image, line in zip(images, lines):
+        found = [image] if image in present else alike.get(_nfc(image), [])
+        if len(found) == 1:
+            matched.append(found[0])
+        else:  # absent, or two names it matches only under NFC: neither is chosen
+            missing.append((line, image))
     if not missing:
-        return
+        return matched
     shown = ", ".join(f"line {line} {image!r}" for line, image in missing[:MISSING_SHOWN])
     if len(missing) > MISSING_SHOWN:
         shown += f" and {len(missing) - MISSING_SHOWN} more"
@@ -169,7 +185,7 @@ def _check_images_exist(csv_path: str, images_path: str, images: list[str], line
     example = f"it holds e.g. {visible[0]!r}" if visible else "it holds no files"
     hint = "; use '/' between folders, not '\\'" if any("\\" in image for _, image in missing) else ""
     # Spaces around a name are kept (a file name may have them), but say so when that is the miss.
-    spaced = next(((line, image) for line, image in missing if image.strip() != image and image.strip() in present), None)
+    spaced = next(((line, image) for line, image in missing if image.strip() != image and _nfc(image.strip()) in alike), None)
     if spaced is not None:
         hint += (f"; line {spaced[0]} {spaced[1]!r} has spaces around the name and {spaced[1].strip()!r} exists: "
                  f"remove them from the CSV")
@@ -184,7 +200,8 @@ def index_footage(csv_path: str | os.PathLike, images_path: str | os.PathLike) -
     """Index person crops described by a CSV, stored in a zip or a folder.
 
     Returns the table :func:`iics.market.index_market_zip` returns: columns ``image`` (path as
-    the CSV gives it), ``pid`` (:data:`UNLABELLED` where unknown), ``camid``, ``split``; rows
+    the CSV gives it, or as the source spells it where the two differ only in Unicode
+    normalisation), ``pid`` (:data:`UNLABELLED` where unknown), ``camid``, ``split``; rows
     ordered train, query, gallery, each in CSV order. Raises :class:`FootageFormatError` for
     any problem in the CSV or an image it lists that the source lacks.
     """
@@ -211,8 +228,8 @@ def index_footage(csv_path: str | os.PathLike, images_path: str | os.PathLike) -
                 csv_path, line, f"split: expected train, query or gallery (or an empty cell for train), "
                 f"found {cell['split']!r}",
             )
-        if image in first_line:
-            raise _fail(csv_path, line, f"duplicate image {image!r}, first listed on line {first_line[image]}; "
+        if _nfc(image) in first_line:  # names that differ only in Unicode normalisation are one file
+            raise _fail(csv_path, line, f"duplicate image {image!r}, first listed on line {first_line[_nfc(image)]}; "
                                         f"expected each image once")
         if split != "train" and pid == UNLABELLED:
             found = "an empty cell" if "pid" in position else "no pid column"
@@ -220,7 +237,7 @@ def index_footage(csv_path: str | os.PathLike, images_path: str | os.PathLike) -
                 csv_path, line, f"pid: {split} images need an identity for evaluation; expected a non-negative "
                 f"integer, found {found}",
             )
-        first_line[image] = line
+        first_line[_nfc(image)] = line
         images.append(image)
         pids.append(pid)
         camids.append(camid)
@@ -229,6 +246,6 @@ def index_footage(csv_path: str | os.PathLike, images_path: str | os.PathLike) -
     if not images:
         raise _fail(csv_path, 1, f"header only; expected rows of images below the header ({_EXPECTED_HEADER})")
     _check_splits(csv_path, splits, pids, camids, lines)
-    _check_images_exist(csv_path, images_path, images, lines)
+    images = _match_images(csv_path, images_path, images, lines)
 
     return index_table(zip(images, pids, camids, splits), sort_by_image=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import io
+import unicodedata
 import zipfile
 
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from iics.footage import UNLABELLED, FootageFormatError, index_footage
+from iics.image_cache import build_image_cache
 from iics.index import has_evaluation_split, has_train_identities
 
 
@@ -249,6 +251,40 @@ def test_name_with_a_leading_space_is_read_as_given(tmp_path):
     rows = [["image", "camid"], [" a.jpg", "1"], ["b.jpg", "2"]]
     index = index_footage(*make_footage(tmp_path, rows, as_zip=False, images=[" a.jpg", "b.jpg"]))
     assert list(index["image"]) == [" a.jpg", "b.jpg"]
+
+
+NFC, NFD = unicodedata.normalize("NFC", "caméra 1/zoë.jpg"), unicodedata.normalize("NFD", "caméra 1/zoë.jpg")
+
+
+@pytest.mark.parametrize("as_zip", [True, False])
+def test_names_equal_under_unicode_nfc_match_and_the_source_spelling_is_kept(tmp_path, as_zip):
+    """A CSV typed in NFC against names a Mac wrote in NFD: alike on screen, 'not found' before."""
+    assert NFC != NFD
+    rows = [["image", "camid"], [NFC, "1"], ["b.jpg", "2"]]
+    csv_path, images_path = make_footage(tmp_path, rows, as_zip=as_zip, images=[NFD, "b.jpg"])
+    index = index_footage(csv_path, images_path)
+    assert list(index["image"]) == [NFD, "b.jpg"]  # the name the source can read
+    build_image_cache(images_path, list(index["image"]), 8, 4, tmp_path / "images.npy", progress=False)
+
+
+def test_exact_name_wins_over_a_unicode_alike(tmp_path):
+    rows = [["image", "camid"], [NFD, "1"], ["b.jpg", "2"]]
+    index = index_footage(*make_footage(tmp_path, rows, as_zip=False, images=[NFC, NFD, "b.jpg"]))
+    assert list(index["image"]) == [NFD, "b.jpg"]
+
+
+def test_spaces_hint_holds_for_a_unicode_alike(tmp_path):
+    rows = [["camid", "image"], ["1", " " + NFC], ["2", "b.jpg"]]
+    with raises_at(2) as err:
+        index_footage(*make_footage(tmp_path, rows, images=[NFD, "b.jpg"]))
+    assert err.match(f"has spaces around the name and {NFC!r} exists: remove them from the CSV$")
+
+
+def test_names_equal_under_unicode_nfc_are_one_image(tmp_path):
+    rows = [["image", "camid"], [NFC, "1"], ["b.jpg", "2"], [NFD, "2"]]
+    with raises_at(4) as err:
+        index_footage(*make_footage(tmp_path, rows, images=[NFD, "b.jpg"]))
+    assert err.match("duplicate image .*, first listed on line 2; expected each image once")
 
 
 def test_empty_image_cell(tmp_path):

@@ -197,7 +197,10 @@ def index_dataset(
         return zip_path, index
     zip_path = _official_zip(raw_dir, release)
     if release.md5 is not None:
-        found = file_digest(zip_path, "md5", progress=progress)
+        try:
+            found = file_digest(zip_path, "md5", progress=progress)
+        except OSError as exc:  # a zip the user may not read, say
+            raise DatasetError(f"{zip_path}: cannot read the file ({exc.strerror or exc})") from None
         if found != release.md5:
             raise DatasetError(
                 f"{zip_path}: md5 {found} does not match the official {release.title} zip "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 
 import pandas as pd
@@ -79,6 +80,17 @@ def test_wrong_md5_names_file_and_both_sums(tiny_market_release, monkeypatch):
     raw, release = tiny_market_release
     monkeypatch.setitem(datasets.OFFICIAL, "market1501", dataclasses.replace(release, md5="0" * 32))
     with pytest.raises(DatasetError, match=rf"Market-1501-v15.09.15.zip: md5 {md5_of(raw / release.zip_name)} .*expected 0{{32}}"):
+        index_dataset(raw, "market1501", "market")
+
+
+def test_unreadable_official_zip_is_one_line(tiny_market_release, monkeypatch):
+    """Its md5 is read first: a PermissionError there was a traceback (faked: the tests may run as root)."""
+    raw, release = tiny_market_release
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+    monkeypatch.setattr(datasets, "file_digest", denied)
+    with pytest.raises(DatasetError, match=rf"^{raw / release.zip_name}: cannot read the file \(Permission denied\)$"):
         index_dataset(raw, "market1501", "market")
 
 

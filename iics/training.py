@@ -2,6 +2,7 @@
 batches, cross-entropy + batch-hard triplet)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,19 @@ class Epoch:
 
     loss: float
     steps: int
+
+
+class TrainingDiverged(ValueError):
+    """An epoch's mean loss is NaN or infinite: the weights are lost, nothing is worth saving."""
+
+
+def _finished(epoch: int, total: torch.Tensor, steps: int) -> Epoch:
+    """The epoch's summary; a loss that is no longer a finite number stops training here."""
+    loss = float(total) / steps
+    if not math.isfinite(loss):
+        raise TrainingDiverged(f"the mean loss of epoch {epoch + 1} is {loss}: training diverged; "
+                               "lower the learning rate")
+    return Epoch(loss, steps)
 
 
 def _as_device_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -45,7 +59,8 @@ def train_intra_camera(
     bf16: bool = False,
     progress: bool = True,
 ) -> list[Epoch]:
-    """Intra-camera training for `training.epochs` epochs; returns each epoch's mean loss and steps.
+    """Intra-camera training for `training.epochs` epochs; returns each epoch's mean loss and steps
+    (TrainingDiverged when one is not finite).
 
     `camera_index[i]` is the position (0..C-1) of image i's camera in `heads`; `labels[i]` its
     pseudo-label within that camera. Each iteration forwards every camera's batch through the
@@ -81,7 +96,7 @@ def train_intra_camera(
             loss.backward()
             sgd.step()
             total += loss.detach()
-        history.append(Epoch(float(total) / len(iterations), len(iterations)))
+        history.append(_finished(epoch, total, len(iterations)))
     return history
 
 
@@ -127,5 +142,5 @@ def train_inter_camera(
             loss.backward()
             sgd.step()
             total += loss.detach()
-        history.append(Epoch(float(total) / len(batches), len(batches)))
+        history.append(_finished(epoch, total, len(batches)))
     return history

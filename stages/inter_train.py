@@ -12,7 +12,7 @@ from iics.checkpoint import load_backbone, save_backbone, trained_input_size
 from iics.index import split_rows
 from iics.models import ClassifierHead
 from iics.runtime import seed_everything
-from iics.training import train_inter_camera
+from iics.training import TrainingDiverged, train_inter_camera
 
 
 def main() -> None:
@@ -46,6 +46,8 @@ def main() -> None:
             backbone, head, images, labels, training=training, optimizer=sgd, augment=augmentation,
             device=device, seed=seed, bf16=bf16, progress=show_progress(),
         )
+    except TrainingDiverged as error:  # nothing is saved: the weights are NaN
+        raise SystemExit(f"inter_train {args.round}: {error} (inter.lr is {sgd.lr})") from None
     except ValueError as error:  # too few pseudo-identities for a PK batch (checked before the first step)
         raise SystemExit(f"inter_train {args.round}: {error}") from None
     seconds = time.perf_counter() - start

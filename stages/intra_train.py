@@ -13,7 +13,7 @@ from iics.index import camera_positions, split_rows
 from iics.models import ClassifierHead
 from iics.runtime import seed_everything
 from iics.sampling import smallest_camera
-from iics.training import train_intra_camera
+from iics.training import TrainingDiverged, train_intra_camera
 
 
 def main() -> None:
@@ -47,6 +47,8 @@ def main() -> None:
             backbone, heads, images, camera_index, labels, training=training, optimizer=sgd,
             augment=augmentation, device=device, seed=seed, bf16=bf16, progress=show_progress(),
         )
+    except TrainingDiverged as error:  # nothing is saved: the weights are NaN
+        raise SystemExit(f"intra_train {args.round}: {error} (intra.lr is {sgd.lr})") from None
     except ValueError as error:  # the data cannot make a batch (checked before the first step)
         raise SystemExit(f"intra_train {args.round}: {error}") from None
     seconds = time.perf_counter() - start

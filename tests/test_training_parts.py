@@ -10,8 +10,8 @@ from iics.losses import batch_hard_triplet
 from iics.models import ClassifierHead
 from iics.models.aibn import AIBN2d
 from iics.sampling import per_camera_batches, pk_batches, smallest_camera
-from iics.settings import Augment, IntraTraining, Optimizer
-from iics.training import train_intra_camera
+from iics.settings import Augment, InterTraining, IntraTraining, Optimizer
+from iics.training import TrainingDiverged, train_inter_camera, train_intra_camera
 
 CPU = torch.device("cpu")
 
@@ -146,6 +146,28 @@ def test_intra_step_keeps_batch_statistics_per_camera():
     assert int(backbone.bn.num_batches_tracked) == 3
     torch.testing.assert_close(_running_statistics(backbone), _running_statistics(sequential), rtol=1e-6, atol=1e-6)
     assert not torch.allclose(_running_statistics(backbone), _running_statistics(together), rtol=1e-3, atol=1e-3)
+
+
+def test_a_loss_that_is_not_finite_stops_training_after_its_epoch():
+    """Diverged weights (here NaN from the start) make every loss NaN: both trainings stop after
+    the first epoch with a TrainingDiverged that says so, instead of training on."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(16, 8, 4, 3), dtype=np.uint8)
+    camera, labels = np.repeat(np.arange(2), 8), np.tile([0, 0, 1, 1], 4)
+    settings = dict(optimizer=Optimizer(lr=0.1), augment=Augment(pad=0), device=CPU, seed=0, progress=False)
+    message = r"^the mean loss of epoch 1 is nan: training diverged; lower the learning rate$"
+    for train in ("intra", "inter"):
+        backbone = TinyBackbone()
+        with torch.no_grad():
+            backbone.conv.weight.fill_(float("nan"))
+        with pytest.raises(TrainingDiverged, match=message):
+            if train == "intra":
+                train_intra_camera(backbone, [ClassifierHead(4, 2) for _ in range(2)], images, camera, labels,
+                                   training=IntraTraining(epochs=3, batch_per_camera=4), **settings)
+            else:
+                train_inter_camera(backbone, ClassifierHead(4, 4), images, labels + 2 * camera,
+                                   training=InterTraining(epochs=3, ids_per_batch=2, images_per_id=2, margin=0.3),
+                                   **settings)
 
 
 def test_optimizer_groups_scale_the_backbone_lr_and_leave_out_the_frozen_head_bias():

@@ -40,6 +40,10 @@ def cache_batches(
     return (read(start) for start in starts)
 
 
+class NonFiniteFeatures(ValueError):
+    """A model gave NaN or infinite features: its weights or batch-norm statistics are broken."""
+
+
 @torch.no_grad()
 def extract_features(
     model: nn.Module,
@@ -59,7 +63,8 @@ def extract_features(
     at a time: the features equal those of `images[rows]` without that copy in host memory (at
     MSMT17's gallery size several GiB). The features are NOT normalised: the classifier heads
     take them as they are; use `l2_normalize` for distances. `bf16` runs the model under
-    bfloat16 autocast in channels_last layout (see iics.runtime).
+    bfloat16 autocast in channels_last layout (see iics.runtime). Raises NonFiniteFeatures when
+    any image's features are NaN or infinite, so that no later step clusters or scores them.
     """
     batches = cache_batches(images, batch_size, rows, progress, desc, caller="extract_features")
     place_model(model.eval(), device, bf16)
@@ -71,7 +76,12 @@ def extract_features(
         with compute_context(device, bf16):
             feats = (model(x).float() + model(x.flip(-1)).float()) / 2
         out.append(feats)  # kept on the device: one copy back at the end, no wait per batch
-    return torch.cat(out).cpu()
+    features = torch.cat(out)
+    broken = int((~torch.isfinite(features)).any(dim=1).sum())
+    if broken:
+        raise NonFiniteFeatures(f"{broken} of {len(features)} images give NaN or infinite features: the model's "
+                                "weights or batch-norm statistics are broken")
+    return features.cpu()
 
 
 def l2_normalize(features: torch.Tensor) -> torch.Tensor:

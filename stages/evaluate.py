@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from common import load_images, load_index, load_params, round_dir, round_metrics_dir, show_progress, write_json
+from common import (load_images, load_index, load_params, model_must_work, round_dir, round_metrics_dir, show_progress,
+                    write_json)
 from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone
@@ -27,12 +28,15 @@ def main() -> None:
         print(f"evaluate {args.round}: skipped, {NO_TEST_SET}")
         return
     images = load_images(params)
-    backbone, _ = load_backbone(round_dir(args.round) / "model.pt", params["model"]["backbone"])
+    model_path = round_dir(args.round) / "model.pt"
+    backbone, _ = load_backbone(model_path, params["model"]["backbone"])
     query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
     # The memmapped cache and row indices: each batch is read as it is needed, never the whole split.
-    q = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="query", rows=query)
-    g = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="gallery",
-                         rows=gallery)
+    with model_must_work(f"evaluate {args.round}", model_path):
+        q = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="query",
+                             rows=query)
+        g = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="gallery",
+                             rows=gallery)
     pids, cams = index["pid"], index["camid"]
     scores = evaluate(cosine_distance(q, g), pids[query], pids[gallery], cams[query], cams[gallery])
     scores = {"evaluated": True, **{k: round(float(v), 2) for k, v in scores.items()}}

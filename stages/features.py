@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from common import load_images, load_index, load_params, round_dir, show_progress
+from common import load_images, load_index, load_params, model_must_work, round_dir, show_progress
 from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone
@@ -20,12 +20,14 @@ def main() -> None:
     params = load_params()
     batch_size = integer(params, "features.batch_size")
     device, bf16 = device_and_precision(params)
-    backbone, _ = load_backbone(round_dir(args.previous) / "model.pt", params["model"]["backbone"])
+    model_path = round_dir(args.previous) / "model.pt"
+    backbone, _ = load_backbone(model_path, params["model"]["backbone"])
     images = load_images(params)
     train = split_rows(load_index(params), "train")
-    features = extract_features(
-        backbone, images, device, batch_size, bf16=bf16, progress=show_progress(), rows=train
-    )
+    with model_must_work(f"features {args.round}", model_path):
+        features = extract_features(
+            backbone, images, device, batch_size, bf16=bf16, progress=show_progress(), rows=train
+        )
     np.save(round_dir(args.round) / "features.npy", l2_normalize(features).numpy().astype(np.float32))
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_position, show_progress, write_json
+from common import (load_images, load_index, load_params, model_must_work, round_dir, round_metrics_dir, round_position,
+                    show_progress, shown, write_json)
 from params_io import device_and_precision, integer, inter_cut, inter_enabled, number, reranking
 
 from iics.affinity import mu_schedule
@@ -39,11 +40,15 @@ def main() -> None:
     model_path = round_dir(args.round) / "intra_model.pt"
     backbone, _ = load_backbone(model_path, params["model"]["backbone"])
     heads = load_heads(model_path, backbone.feature_dim)
-    features = extract_features(backbone, images, device, batch_size, bf16=bf16,
-                                progress=show_progress(), rows=train).to(device)
+    with model_must_work(f"inter_affinity {args.round}", model_path):
+        features = extract_features(backbone, images, device, batch_size, bf16=bf16,
+                                    progress=show_progress(), rows=train).to(device)
     probabilities = camera_head_probabilities(features, heads, device)
     # Affinity, re-ranking and (on CUDA) the linkage run on the device too.
-    labels = inter_camera_labels(features, probabilities, camera_index, mu_t, cut, rerank)
+    try:
+        labels = inter_camera_labels(features, probabilities, camera_index, mu_t, cut, rerank)
+    except ValueError as error:  # e.g. quantile cut with every distance 0: one line, nothing written
+        raise SystemExit(f"inter_affinity {args.round}: {shown(model_path)}: {error}") from None
     np.save(labels_path, labels)
 
     quality = {"num_clusters": int(labels.max() + 1)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
+from common import ROOT, load_images, load_index, load_params, model_must_work, round_dir, show_progress
 from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone
@@ -35,9 +35,13 @@ def main() -> None:
     chosen = choose_queries(pids[query], cams[query], pids[gallery], cams[gallery],
                             queries, seed)
     shown = query[chosen]
-    backbone, _ = load_backbone(round_dir(args.round) / "model.pt", params["model"]["backbone"])
-    q = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="query", rows=shown)
-    g = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="gallery", rows=gallery)
+    model_path = round_dir(args.round) / "model.pt"
+    backbone, _ = load_backbone(model_path, params["model"]["backbone"])
+    with model_must_work(f"plot_ranking {args.round}", model_path):
+        q = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="query",
+                             rows=shown)
+        g = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="gallery",
+                             rows=gallery)
     ranking = rank_gallery(cosine_distance(q, g).numpy(), range(len(shown)), pids[shown], cams[shown],
                            pids[gallery], cams[gallery], top_k)
     save_ranking(images[shown], images[gallery[ranking.gallery]], ranking.correct, ranking.distances, OUTPUT)

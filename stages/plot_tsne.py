@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
+from common import ROOT, load_images, load_index, load_params, model_must_work, round_dir, show_progress
 from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone
@@ -30,9 +30,11 @@ def main() -> None:
     images = load_images(params)[rows]
     maps = []
     for round_id in (args.first, args.last):
-        backbone, _ = load_backbone(round_dir(round_id) / "model.pt", params["model"]["backbone"])
-        features = extract_features(backbone, images, device, batch,
-                                    bf16=bf16, progress=show_progress(), desc=f"features {round_id}")
+        model_path = round_dir(round_id) / "model.pt"
+        backbone, _ = load_backbone(model_path, params["model"]["backbone"])
+        with model_must_work("plot_tsne", model_path):
+            features = extract_features(backbone, images, device, batch,
+                                        bf16=bf16, progress=show_progress(), desc=f"features {round_id}")
         maps.append(tsne_2d(l2_normalize(features).numpy(), seed))
     titles = (f"train features, {args.first} (before training)", f"train features, after {args.last}")
     save_tsne(maps[0], maps[1], index["pid"][rows], index["camid"][rows], titles,

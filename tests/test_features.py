@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from iics.augment import eval_transform
-from iics.features import camera_head_probabilities, cosine_distance, extract_features
+from iics.features import NonFiniteFeatures, camera_head_probabilities, cosine_distance, extract_features
 from iics.models import ClassifierHead, build_backbone
 
 CPU = torch.device("cpu")
@@ -80,3 +80,17 @@ def test_camera_head_probabilities_concatenate_eval_mode_softmax_in_head_order()
     with torch.no_grad():
         batch_statistics = torch.softmax(heads[0].train()(features), dim=1)
     assert not torch.allclose(blocks[0], batch_statistics, atol=1e-3)
+
+
+def test_an_image_with_nan_or_infinite_features_is_an_error_naming_how_many():
+    class BrokenOnBrightImages(torch.nn.Module):  # NaN where the mean pixel is high, inf where it is low
+        def forward(self, x):
+            mean = x.mean(dim=(1, 2, 3), keepdim=True).flatten(1)
+            broken = torch.where(mean > 0.5, torch.nan, torch.where(mean < -0.5, torch.inf, 0.0))
+            return torch.cat([mean, mean + broken], dim=1)
+
+    images = np.full((7, 8, 4, 3), 128, dtype=np.uint8)
+    assert torch.isfinite(extract_features(BrokenOnBrightImages(), images, CPU, batch_size=3, progress=False)).all()
+    images[2], images[6], images[4] = 255, 255, 0
+    with pytest.raises(NonFiniteFeatures, match=r"^3 of 7 images give NaN or infinite features"):
+        extract_features(BrokenOnBrightImages(), images, CPU, batch_size=3, progress=False)

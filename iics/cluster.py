@@ -177,7 +177,8 @@ def _checked_quantile(q) -> float:
 
 def _quantile_position(q: float, m: int) -> int:
     if m == 0:
-        raise ValueError("dist has no non-zero entries above the diagonal")
+        raise ValueError("every distance is 0 (identical features?), so the quantile cut has no non-zero "
+                         "distance to take a quantile of")
     return min(max(int(np.round(q * m)), 0), m - 1)
 
 

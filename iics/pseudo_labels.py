@@ -39,13 +39,21 @@ def cluster_distances(dist: torch.Tensor, cut: ClusterCut, rerank: Reranking) ->
 
 
 def intra_camera_labels(
-    features: torch.Tensor, camera_index: np.ndarray, cut: ClusterCut, rerank: Reranking
+    features: torch.Tensor, cameras: np.ndarray, cut: ClusterCut, rerank: Reranking
 ) -> np.ndarray:
-    """Per camera, cluster that camera's images; labels are local to each camera (0..K_c-1)."""
-    labels = np.empty(len(camera_index), dtype=np.int64)
-    for cam in np.unique(camera_index):
-        members = np.flatnonzero(camera_index == cam)
-        labels[members] = cluster_distances(cosine_distance(features[members]), cut, rerank)
+    """Per camera, cluster that camera's images; labels are local to each camera (0..K_c-1).
+
+    ``cameras`` holds each image's camera (any integers). A camera that cannot be clustered (in
+    the quantile cut, all of its images at distance 0) is a ValueError naming it.
+    """
+    _check_finite("features", features)
+    labels = np.empty(len(cameras), dtype=np.int64)
+    for cam in np.unique(cameras):
+        members = np.flatnonzero(cameras == cam)
+        try:
+            labels[members] = cluster_distances(cosine_distance(features[members]), cut, rerank)
+        except ValueError as error:
+            raise ValueError(f"camera {cam} ({len(members)} images): {error}") from None
     return labels
 
 
@@ -58,6 +66,8 @@ def inter_camera_labels(
     rerank: Reranking,
 ) -> np.ndarray:
     """Cluster all images on (1 - cosine) - mu_t * Jaccard(classifier outputs) across cameras."""
+    _check_finite("features", features)
+    _check_finite("classifier probabilities", probabilities)
     # No local name for the distance matrix: cluster_distances holds the only reference and drops
     # it after re-ranking.
     return cluster_distances(
@@ -65,3 +75,9 @@ def inter_camera_labels(
         cut,
         rerank,
     )
+
+
+def _check_finite(name: str, rows: torch.Tensor) -> None:
+    broken = int((~torch.isfinite(rows)).any(dim=1).sum())
+    if broken:
+        raise ValueError(f"{name}: {broken} of {len(rows)} rows hold NaN or infinite values")

@@ -5,7 +5,7 @@ import argparse
 
 import numpy as np
 import torch
-from common import load_index, load_params, round_dir, round_metrics_dir, write_json
+from common import load_index, load_params, round_dir, round_metrics_dir, shown, write_json
 from params_io import compute_device, intra_cut, reranking
 
 from iics.diagnostics import per_camera_label_quality
@@ -23,8 +23,12 @@ def main() -> None:
     train = split_rows(index, "train")
     cameras, camera_index = camera_positions(index["camid"][train])
     device = compute_device(params)  # re-ranking and (on CUDA) the linkage run there
-    features = torch.from_numpy(np.load(round_dir(args.round) / "features.npy")).to(device)
-    labels = intra_camera_labels(features, camera_index, cut, rerank)
+    features_path = round_dir(args.round) / "features.npy"
+    features = torch.from_numpy(np.load(features_path)).to(device)
+    try:
+        labels = intra_camera_labels(features, index["camid"][train], cut, rerank)
+    except ValueError as error:  # features that cannot be clustered: one line, nothing written
+        raise SystemExit(f"intra_cluster {args.round}: {shown(features_path)}: {error}") from None
     np.save(round_dir(args.round) / "intra_labels.npy", labels)
 
     per_camera = {f"c{cam}": int(labels[camera_index == i].max() + 1) for i, cam in enumerate(cameras)}

@@ -40,6 +40,7 @@ def test_repro_then_experiment_changes_metrics(tmp_path):
     assert "mAP" in diff
     assert_stages_list_params_they_read(tmp_path, env)
     assert_bad_value_stops_the_experiment_in_one_line(dvc, tmp_path, env)
+    assert_broken_model_and_features_stop_in_one_line(tmp_path, env)
 
 
 def assert_bad_value_stops_the_experiment_in_one_line(dvc, repo, env) -> None:
@@ -50,6 +51,44 @@ def assert_bad_value_stops_the_experiment_in_one_line(dvc, repo, env) -> None:
     assert result.returncode != 0, output
     assert "params.yaml: inter.margin must be a number >= 0, got -1" in output
     assert "Traceback" not in output and "Running stage 'intra_train@r00'" not in output
+
+
+def assert_broken_model_and_features_stop_in_one_line(repo, env) -> None:
+    """A model with NaN weights, or features no cut can use, end the stage that meets them with
+    one line naming the stage, the file and what is wrong; the stage's output is left as it was."""
+    import torch
+
+    def one_line_failure(args: list[str]) -> str:
+        result = subprocess.run([sys.executable, *args], cwd=repo, env=env, capture_output=True, text=True)
+        output = (result.stdout + result.stderr).strip()
+        assert result.returncode != 0 and "Traceback" not in output and len(output.splitlines()) == 1, output
+        return output
+
+    model_path, eval_path = repo / "runs" / "r01" / "model.pt", repo / "metrics" / "rounds" / "r01" / "eval.json"
+    model_bytes, scores = model_path.read_bytes(), eval_path.read_text()
+    checkpoint = torch.load(model_path, weights_only=True)
+    weights = checkpoint["state_dict"]
+    first_conv = next(key for key in weights if key.endswith("conv1.weight"))
+    weights[first_conv] = torch.full_like(weights[first_conv], float("nan"))
+    torch.save(checkpoint, model_path)
+    output = one_line_failure(["stages/evaluate.py", "r01"])
+    assert output.startswith("evaluate r01: runs/r01/model.pt: ") and "NaN or infinite features" in output
+    assert eval_path.read_text() == scores
+    model_path.write_bytes(model_bytes)
+
+    features_path, labels_path = repo / "runs" / "r01" / "features.npy", repo / "runs" / "r01" / "intra_labels.npy"
+    features_bytes, labels_bytes = features_path.read_bytes(), labels_path.read_bytes()
+    features = np.load(features_path)
+    np.save(features_path, np.broadcast_to(features[:1], features.shape))  # every image alike
+    with params_changed(repo, {"clustering": {"method": "quantile"}}):
+        output = one_line_failure(["stages/intra_cluster.py", "r01"])
+    assert output.startswith("intra_cluster r01: runs/r01/features.npy: camera ") and "every distance is 0" in output
+    features[5, 3] = np.nan
+    np.save(features_path, features)
+    output = one_line_failure(["stages/intra_cluster.py", "r01"])
+    assert output == "intra_cluster r01: runs/r01/features.npy: features: 1 of " + f"{len(features)} rows hold NaN or infinite values"
+    assert labels_path.read_bytes() == labels_bytes
+    features_path.write_bytes(features_bytes)
 
 
 def assert_what_reruns(dvc, repo, env) -> None:

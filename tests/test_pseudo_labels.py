@@ -106,3 +106,30 @@ def test_plain_distances_are_released_before_the_linkage(monkeypatch):
     inter_camera_labels(features, probs, cameras, 0.02, ClusterCut("count", 4), Reranking(k1=3, k2=2))
     intra_camera_labels(features, cameras, ClusterCut("count", 2), Reranking(k1=3, k2=2))
     assert len(made) == 3 and alive == [False] * 6  # 1 + 2 + 3 checks, one per linkage
+
+
+def test_a_camera_the_quantile_cut_cannot_cluster_is_named():
+    features, _ = blobs(num_ids=3, per_id=4)
+    cameras = np.repeat([3, 7], 6)
+    features[torch.from_numpy(cameras == 7)] = features[0].clone()  # camera 7: every image alike, so every distance is 0
+    quantile, rerank = ClusterCut("quantile", 0.1), Reranking(k1=3, k2=2)
+    with pytest.raises(ValueError, match=r"^camera 7 \(6 images\): every distance is 0"):
+        intra_camera_labels(features, cameras, quantile, rerank)
+    labels = intra_camera_labels(features, cameras, ClusterCut("count", 2), rerank)  # a count cut still works
+    assert labels[cameras == 7].max() == 1
+
+
+def test_nan_or_infinite_inputs_are_refused_before_any_clustering():
+    features, _ = blobs(num_ids=3, per_id=4)
+    cameras = np.repeat([0, 1], 6)
+    probs = torch.softmax(torch.randn(12, 5), dim=1)
+    cut, rerank = ClusterCut("count", 2), Reranking(k1=3, k2=2)
+    broken = features.clone()
+    broken[4, 0], broken[9, 2] = torch.nan, torch.inf
+    with pytest.raises(ValueError, match=r"^features: 2 of 12 rows hold NaN or infinite values$"):
+        intra_camera_labels(broken, cameras, cut, rerank)
+    with pytest.raises(ValueError, match=r"^features: 2 of 12 rows"):
+        inter_camera_labels(broken, probs, cameras, 0.02, cut, rerank)
+    probs[3] = torch.nan
+    with pytest.raises(ValueError, match=r"^classifier probabilities: 1 of 12 rows"):
+        inter_camera_labels(features, probs, cameras, 0.02, cut, rerank)

@@ -100,10 +100,19 @@ class ImageSource:
 
 def _folder_files(root: str) -> list[str]:
     """Every file under `root` as a '/'-separated relative name, descending into symlinked
-    sub-folders once each (a folder reached again, through a link cycle, is not re-entered)."""
+    sub-folders once each (a folder reached again, through a link cycle, is not re-entered). A
+    folder that cannot be listed is a SourceError naming it, never a silent gap in the list."""
     found = []
     entered = set()
-    for folder, subfolders, files in os.walk(root, followlinks=True):
+
+    def refuse(error: OSError) -> None:  # os.walk would skip the folder, and its images with it
+        folder = Path(error.filename or root).relative_to(root).as_posix()
+        reason = error.strerror or error
+        if folder == ".":
+            raise SourceError(f"{root}: cannot list the folder ({reason})")
+        raise SourceError(f"{root}: cannot list its sub-folder {folder!r} ({reason}); make it readable, or move it out")
+
+    for folder, subfolders, files in os.walk(root, onerror=refuse, followlinks=True):
         status = os.stat(folder)
         if (status.st_dev, status.st_ino) in entered:
             subfolders[:] = []

@@ -3,6 +3,7 @@ that leave the folder are refused whatever they point at; image_names keeps only
 from __future__ import annotations
 
 import errno
+import os
 import zipfile
 from pathlib import Path
 
@@ -125,3 +126,28 @@ def test_unreadable_file_in_a_folder_is_one_line(linked_folder, tmp_path, monkey
     monkeypatch.setattr(Path, "read_bytes", denied)
     with pytest.raises(SourceError, match=rf"^{linked_folder}: cannot read file 'near.jpg' \(Permission denied\)$"):
         build_image_cache(linked_folder, ["near.jpg"], 8, 4, tmp_path / "images.npy", progress=False)
+
+
+def test_a_folder_that_cannot_be_listed_is_one_line_not_a_gap(tmp_path, monkeypatch):
+    """A sub-folder the user may not list (chmod 000; faked, since the tests may run as root) would
+    drop its images from the source without a word."""
+    for name in ("cam1/a.jpg", "cam2/b.jpg", "cam2/deeper/c.jpg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(image_bytes(name))
+    assert ImageSource(tmp_path).names() == ["cam1/a.jpg", "cam2/b.jpg", "cam2/deeper/c.jpg"]
+    listed = os.scandir
+
+    def denied_in(blocked):
+        def scandir(path):
+            if os.path.abspath(path) == os.path.abspath(blocked):
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return listed(path)
+        return scandir
+
+    monkeypatch.setattr(os, "scandir", denied_in(tmp_path / "cam2" / "deeper"))
+    with pytest.raises(SourceError, match=rf"^{tmp_path}: cannot list its sub-folder 'cam2/deeper' \(Permission "
+                                          r"denied\); make it readable, or move it out$"):
+        ImageSource(tmp_path).names()
+    monkeypatch.setattr(os, "scandir", denied_in(tmp_path))
+    with pytest.raises(SourceError, match=rf"^{tmp_path}: cannot list the folder \(Permission denied\)$"):
+        ImageSource(tmp_path).names()

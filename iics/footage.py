@@ -27,7 +27,7 @@ import unicodedata
 import pandas as pd
 
 from iics.image_source import ImageSource, is_hidden
-from iics.index import SPLITS, index_table, unmatched_queries_problem
+from iics.index import SPLITS, fits_int64, index_table, unmatched_queries_problem
 
 REQUIRED_COLUMNS = ("image", "camid")
 OPTIONAL_COLUMNS = ("pid", "split")
@@ -36,7 +36,6 @@ MISSING_SHOWN = 5  # how many missing images a "not found" error lists by name
 
 _EXPECTED_HEADER = "image, camid and optionally pid, split"
 _INTEGER_RE = re.compile(r"[0-9]+")
-_INT64_MAX = 2**63 - 1
 
 
 class FootageFormatError(ValueError):
@@ -123,9 +122,9 @@ def _column_positions(csv_path: str, header: list[str]) -> dict[str, int]:
 def _parse_integer(csv_path: str, line: int, column: str, text: str, hint: str = "") -> int:
     """A non-negative integer cell (surrounding spaces allowed)."""
     value = text.strip()
-    if _INTEGER_RE.fullmatch(value) and int(value) <= _INT64_MAX:
+    if _INTEGER_RE.fullmatch(value) and fits_int64(value):
         return int(value)
-    found = "an empty cell" if not value else repr(text)
+    found = "an empty cell" if not value else repr(text if len(text) <= 40 else text[:37] + "...")
     raise _fail(csv_path, line, f"{column}: expected a non-negative integer{hint}, found {found}")
 
 

@@ -13,6 +13,15 @@ if TYPE_CHECKING:  # only the readers and `extract` build DataFrames; they impor
 
 COLUMNS = ("image", "pid", "camid", "split")
 SPLITS = ("train", "query", "gallery")
+INT64_MAX = 2**63 - 1  # pid and camid are stored as int64
+
+
+def fits_int64(digits: str) -> bool:
+    """Whether a string of decimal digits names an integer ``pid`` and ``camid`` can hold
+    (at most :data:`INT64_MAX`). Its length is checked before it is converted: Python refuses
+    to convert more than 4,300 digits, with an error about that limit instead."""
+    significant = digits.lstrip("0")
+    return len(significant) <= 19 and int(significant or "0") <= INT64_MAX
 
 
 def read_index(path: str | os.PathLike) -> dict[str, np.ndarray]:

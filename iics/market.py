@@ -13,7 +13,7 @@ import re
 import pandas as pd
 
 from iics.image_source import IMAGE_EXTENSIONS, ImageSource, SourceError, is_hidden
-from iics.index import SPLITS, index_table
+from iics.index import INT64_MAX, SPLITS, fits_int64, index_table
 
 SPLIT_FOLDERS = {
     "train": "bounding_box_train",
@@ -30,7 +30,6 @@ EXPECTED_NAME = (
 )
 EXPECTED_LAYOUT = "bounding_box_train/, query/ and bounding_box_test/ (Market-1501 layout)"
 _NAME_RE = re.compile(r"^(?P<pid>-1|\d+)_c(?P<cam>\d+)(?:s\d+)?_[^/\\]*\.(?:jpe?g|png)$", re.IGNORECASE)
-_INT64_MAX = 2**63 - 1  # the index stores pid and camid as int64
 # Image files a split folder may hold that are not read (only .jpg, .jpeg and .png are): an error, not
 # left out without a word. Other files there (Thumbs.db in the official Market-1501 zip) are ignored.
 UNREAD_IMAGE_EXTENSIONS = (".bmp", ".gif", ".tif", ".tiff", ".webp", ".jp2", ".jfif", ".ppm", ".pgm", ".heic", ".avif")
@@ -49,9 +48,9 @@ def parse_market_name(filename: str) -> tuple[int, int]:
     match = _NAME_RE.match(base)
     if match is None:
         raise ValueError(f"cannot parse image name {filename!r}: expected {EXPECTED_NAME}")
-    if any(len(digits) > 19 or int(digits) > _INT64_MAX for digits in match.group("pid", "cam")):
+    if not all(fits_int64(digits.lstrip("-")) for digits in match.group("pid", "cam")):
         raise ValueError(f"cannot parse image name {filename!r}: pid and camera must be 64-bit integers "
-                         f"(at most {_INT64_MAX})")
+                         f"(at most {INT64_MAX})")
     pid, camid = int(match.group("pid")), int(match.group("cam"))
     if camid < 1:
         raise ValueError(f"cannot parse image name {filename!r}: camera ids are 1-based, got c{camid}")

@@ -15,7 +15,7 @@ import re
 import pandas as pd
 
 from iics.image_source import ImageSource, SourceError, is_hidden
-from iics.index import SPLITS, index_table
+from iics.index import INT64_MAX, SPLITS, fits_int64, index_table
 
 TRAIN_FOLDER = "mask_train_v2"
 TEST_FOLDER = "mask_test_v2"
@@ -44,7 +44,6 @@ _NAME_RE = re.compile(
     re.IGNORECASE,
 )
 _PID_RE = re.compile(r"^\d+$")
-_INT64_MAX = 2**63 - 1  # the index stores pid as int64
 
 
 class Msmt17FormatError(ValueError):
@@ -135,11 +134,11 @@ def _read_list(src: ImageSource, zip_path: str, member: str) -> list[tuple[int, 
         if not stripped:
             continue
         parts = stripped.split()
-        if len(parts) != 2 or _PID_RE.match(parts[1]) is None or len(parts[1]) > 19 or int(parts[1]) > _INT64_MAX:
+        if len(parts) != 2 or _PID_RE.match(parts[1]) is None or not fits_int64(parts[1]):
             shown = stripped if len(stripped) <= 120 else stripped[:117] + "..."
             raise Msmt17FormatError(
                 f"{zip_path}: {member} line {number}: expected {EXPECTED_LINE} "
-                f"(a path and a non-negative 64-bit integer pid, at most {_INT64_MAX}), found {shown!r}"
+                f"(a path and a non-negative 64-bit integer pid, at most {INT64_MAX}), found {shown!r}"
             )
         entries.append((number, parts[0], int(parts[1])))
     return entries

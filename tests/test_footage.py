@@ -181,6 +181,8 @@ def test_bad_header(tmp_path, header, message):
         ("1.5", "camid: expected a non-negative integer, found '1.5'"),
         ("", "camid: expected a non-negative integer, found an empty cell"),
         ("NA", "camid: expected a non-negative integer, found 'NA'"),
+        ("9223372036854775808", "camid: expected a non-negative integer, found '9223372036854775808'"),
+        ("7" * 5000, f"camid: expected a non-negative integer, found '{'7' * 37}...'$"),  # over int()'s digit limit
     ],
 )
 def test_bad_camid(tmp_path, camid, message):

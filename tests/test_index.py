@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from iics.index import (
+    INT64_MAX,
     camera_positions,
+    fits_int64,
     has_evaluation_split,
     has_train_identities,
     index_table,
@@ -68,3 +70,10 @@ def test_a_query_matches_only_a_gallery_image_of_its_pid_from_another_camera():
         "evaluation needs at least one (gallery images from the query's own camera are ignored)")
     train_only = frame[frame["split"] == "train"]
     assert unmatched_queries_problem(train_only) is None and not has_evaluation_split(train_only)
+
+
+def test_fits_int64_bounds_pid_and_camid_digits():
+    assert fits_int64("0") and fits_int64("9223372036854775807") and fits_int64("00000000000000000000001")
+    assert not fits_int64("9223372036854775808") and not fits_int64("99999999999999999999")
+    assert INT64_MAX == np.iinfo(np.int64).max
+    assert not fits_int64("7" * 5000)  # int() of it would fail on Python's 4,300-digit limit instead

@@ -5,8 +5,6 @@ import atexit
 import json
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -85,18 +83,6 @@ def write_json(path: Path, payload: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
-
-
-@contextmanager
-def model_must_work(stage: str, model_path: Path) -> Iterator[None]:
-    """Inside, a model that gives NaN or infinite features ends the stage with one line naming
-    `stage` (e.g. "features r01") and the model file, before anything is written."""
-    from iics.features import NonFiniteFeatures  # imports torch: only stages that run a model get here
-
-    try:
-        yield
-    except NonFiniteFeatures as error:
-        raise SystemExit(f"{stage}: {shown(model_path)}: {error}") from None
 
 
 def shown(path: Path) -> Path:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from common import (load_images, load_index, load_params, model_must_work, round_dir, round_metrics_dir, show_progress,
-                    write_json)
+from common import load_images, load_index, load_params, round_dir, round_metrics_dir, show_progress, write_json
+from model_errors import model_must_work
 from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone

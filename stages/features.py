@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from common import load_images, load_index, load_params, model_must_work, round_dir, show_progress
+from common import load_images, load_index, load_params, round_dir, show_progress
+from model_errors import model_must_work
 from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from common import (load_images, load_index, load_params, model_must_work, round_dir, round_metrics_dir, round_position,
+from common import (load_images, load_index, load_params, round_dir, round_metrics_dir, round_position,
                     show_progress, shown, write_json)
+from model_errors import model_must_work
 from params_io import device_and_precision, integer, inter_cut, inter_enabled, number, reranking
 
 from iics.affinity import mu_schedule

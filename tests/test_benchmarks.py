@@ -1,9 +1,11 @@
 """The benchmarks: their synthetic data plans match the dataset sizes they claim to stand for, the
-seed summary, the commit a result is recorded at, and round_speed.py runs a round end to end."""
+seed summary, the commit a result is recorded at, round_speed.py runs a round end to end, and
+benchmarks/one_forward.patch still applies."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +114,25 @@ def test_gpu_all_keeps_json_lines_and_the_rest_apart(tmp_path):
     assert set(gpu_all.STEPS) >= {"round_market1501", "round_msmt17", "clustering_market1501", "clustering_msmt17"}
     for command in gpu_all.STEPS.values():  # every step names a file of the repository
         assert (gpu_all.REPO / next(arg for arg in command[1:] if arg.endswith(".py"))).is_file()
+
+
+def test_one_forward_patch_still_applies():
+    """benchmarks/one_forward.patch (one forward for all cameras in intra-camera training, kept off
+    main: BENCHMARKS.md says why) applies to this tree. A change to a file it touches that breaks
+    it fails here, not when someone next wants to measure the path."""
+    root = Path(__file__).resolve().parent.parent
+    patch = "benchmarks/one_forward.patch"
+    if shutil.which("git") is None:
+        pytest.skip(f"git is not installed, so {patch} cannot be checked")
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True)
+    if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root.resolve():
+        why = top.stderr.strip() or f"its work tree is {top.stdout.strip()}"
+        pytest.skip(f"{root} is not the root of a git work tree ({why}), so {patch} cannot be checked")
+    check = subprocess.run(["git", "apply", "--check", patch], cwd=root, capture_output=True, text=True)
+    if check.returncode != 0:
+        applied = subprocess.run(["git", "apply", "--check", "--reverse", patch], cwd=root, capture_output=True)
+        if applied.returncode == 0:
+            pytest.skip(f"{patch} is applied in this tree already (it reverses cleanly)")
+    assert check.returncode == 0, (
+        f"{patch} no longer applies: rebuild it on a branch (git apply --3way, resolve, commit, then "
+        f"git diff <base>.. -- iics tests benchmarks/one_forward_numerics.py > {patch}):\n{check.stderr}")

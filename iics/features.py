@@ -40,6 +40,11 @@ def cache_batches(
     return (read(start) for start in starts)
 
 
+def non_finite_rows(rows: torch.Tensor) -> int:
+    """How many rows of a 2-D tensor hold at least one NaN or infinite value."""
+    return int((~torch.isfinite(rows)).any(dim=1).sum())
+
+
 class NonFiniteFeatures(ValueError):
     """A model gave NaN or infinite features: its weights or batch-norm statistics are broken."""
 
@@ -77,7 +82,7 @@ def extract_features(
             feats = (model(x).float() + model(x.flip(-1)).float()) / 2
         out.append(feats)  # kept on the device: one copy back at the end, no wait per batch
     features = torch.cat(out)
-    broken = int((~torch.isfinite(features)).any(dim=1).sum())
+    broken = non_finite_rows(features)
     if broken:
         raise NonFiniteFeatures(f"{broken} of {len(features)} images give NaN or infinite features: the model's "
                                 "weights or batch-norm statistics are broken")

@@ -15,7 +15,7 @@ import torch
 
 from iics.affinity import inter_camera_distance
 from iics.cluster import agglomerative, capped_cluster_count
-from iics.features import cosine_distance
+from iics.features import cosine_distance, non_finite_rows
 from iics.rerank import k_reciprocal
 from iics.settings import ClusterCut, Reranking
 
@@ -78,6 +78,6 @@ def inter_camera_labels(
 
 
 def _check_finite(name: str, rows: torch.Tensor) -> None:
-    broken = int((~torch.isfinite(rows)).any(dim=1).sum())
+    broken = non_finite_rows(rows)
     if broken:
         raise ValueError(f"{name}: {broken} of {len(rows)} rows hold NaN or infinite values")

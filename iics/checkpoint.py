@@ -2,12 +2,33 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from iics.models import build_backbone
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, cannot be read, or does not hold what the caller asked
+    for. `path` is the file and `reason` what is wrong with it; the message is "path: reason"."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+def _torch_reason(error: Exception, limit: int = 160) -> str:
+    """An error from torch on one line, cut to `limit` characters: its messages run to paragraphs,
+    and load_state_dict's first line ("Error(s) in loading state_dict for ResNet:") only
+    announces the lines that say what is wrong."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        lines = lines[1:]
+    text = " ".join(lines) or type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def save_backbone(
@@ -46,21 +67,31 @@ def _read(path: str | os.PathLike, mmap: bool = False) -> dict:
     looking at the other entries of a file whose weights are loaded elsewhere."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found (expected a file written by an earlier stage)")
-    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        raise CheckpointError(path, "checkpoint not found (expected a file written by an earlier stage)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except OSError as error:
+        raise CheckpointError(path, f"cannot be read ({error.strerror or error})") from None
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as error:
+        raise CheckpointError(path, f"not a readable PyTorch checkpoint, or a truncated one ({_torch_reason(error)})") from None
     if not isinstance(payload, dict) or "backbone" not in payload or "state_dict" not in payload:
-        raise ValueError(f"{path}: not an iics checkpoint (expected keys 'backbone' and 'state_dict')")
+        raise CheckpointError(path, "not an iics checkpoint (expected keys 'backbone' and 'state_dict')")
     return payload
 
 
 def load_backbone(path: str | os.PathLike, expected_name: str | None = None) -> tuple[nn.Module, str]:
-    """Rebuild the backbone stored in `path`; returns (model, backbone name)."""
+    """Rebuild the backbone stored in `path`; returns (model, backbone name). A file that is
+    missing, unreadable, holds another backbone than `expected_name` or weights that do not fit
+    its backbone is a CheckpointError."""
     payload = _read(path)
     name = payload["backbone"]
     if expected_name is not None and name != expected_name:
-        raise ValueError(f"{path}: holds a {name!r} backbone but the configuration asks for {expected_name!r}")
-    model = build_backbone(name)
-    model.load_state_dict(payload["state_dict"])
+        raise CheckpointError(path, f"holds a {name!r} backbone but the configuration asks for {expected_name!r}")
+    try:
+        model = build_backbone(name)
+        model.load_state_dict(payload["state_dict"])
+    except (ValueError, RuntimeError) as error:  # an unknown name; missing, extra or misshapen weights
+        raise CheckpointError(path, f"its {name!r} weights cannot be loaded ({_torch_reason(error)})") from None
     return model, name
 
 
@@ -77,10 +108,13 @@ def load_heads(path: str | os.PathLike, feature_dim: int) -> list[nn.Module]:
 
     payload = _read(path)
     if "heads" not in payload:
-        raise ValueError(f"{path}: checkpoint has no classifier heads (expected an intra-camera model)")
+        raise CheckpointError(path, "checkpoint has no classifier heads (expected an intra-camera model)")
     heads = []
-    for entry in payload["heads"]:
+    for number, entry in enumerate(payload["heads"]):
         head = ClassifierHead(feature_dim, entry["num_classes"])
-        head.load_state_dict(entry["state_dict"])
+        try:
+            head.load_state_dict(entry["state_dict"])
+        except RuntimeError as error:
+            raise CheckpointError(path, f"classifier head {number} cannot be loaded ({_torch_reason(error)})") from None
         heads.append(head)
     return heads

@@ -5,6 +5,7 @@ import argparse
 
 from common import load_images, load_index, load_params, round_dir, round_metrics_dir, show_progress, write_json
 from model_errors import model_must_work
+from model_files import checkpoints_must_load
 from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone
@@ -29,7 +30,8 @@ def main() -> None:
         return
     images = load_images(params)
     model_path = round_dir(args.round) / "model.pt"
-    backbone, _ = load_backbone(model_path, params["model"]["backbone"])
+    with checkpoints_must_load(f"evaluate {args.round}"):
+        backbone, _ = load_backbone(model_path, params["model"]["backbone"])
     query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
     # The memmapped cache and row indices: each batch is read as it is needed, never the whole split.
     with model_must_work(f"evaluate {args.round}", model_path):

@@ -6,6 +6,7 @@ import argparse
 import numpy as np
 from common import load_images, load_index, load_params, round_dir, show_progress
 from model_errors import model_must_work
+from model_files import checkpoints_must_load
 from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone
@@ -22,7 +23,8 @@ def main() -> None:
     batch_size = integer(params, "features.batch_size")
     device, bf16 = device_and_precision(params)
     model_path = round_dir(args.previous) / "model.pt"
-    backbone, _ = load_backbone(model_path, params["model"]["backbone"])
+    with checkpoints_must_load(f"features {args.round}"):
+        backbone, _ = load_backbone(model_path, params["model"]["backbone"])
     images = load_images(params)
     train = split_rows(load_index(params), "train")
     with model_must_work(f"features {args.round}", model_path):

@@ -7,6 +7,7 @@ import numpy as np
 from common import (load_images, load_index, load_params, round_dir, round_metrics_dir, round_position,
                     show_progress, shown, write_json)
 from model_errors import model_must_work
+from model_files import checkpoints_must_load
 from params_io import device_and_precision, integer, inter_cut, inter_enabled, number, reranking
 
 from iics.affinity import mu_schedule
@@ -39,8 +40,9 @@ def main() -> None:
     _, camera_index = camera_positions(index["camid"][train])
     images = load_images(params)
     model_path = round_dir(args.round) / "intra_model.pt"
-    backbone, _ = load_backbone(model_path, params["model"]["backbone"])
-    heads = load_heads(model_path, backbone.feature_dim)
+    with checkpoints_must_load(f"inter_affinity {args.round}"):
+        backbone, _ = load_backbone(model_path, params["model"]["backbone"])
+        heads = load_heads(model_path, backbone.feature_dim)
     with model_must_work(f"inter_affinity {args.round}", model_path):
         features = extract_features(backbone, images, device, batch_size, bf16=bf16,
                                     progress=show_progress(), rows=train).to(device)

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_number, show_progress, write_json
+from model_files import checkpoints_must_load
 from params_io import augment, device_and_precision, inter_enabled, inter_training, optimizer, stage_seed
 
 from iics.checkpoint import load_backbone, save_backbone, trained_input_size
@@ -22,11 +23,13 @@ def main() -> None:
     params = load_params()
     t = round_number(params, args.round)
     intra_model = round_dir(args.round) / "intra_model.pt"
-    backbone, name = load_backbone(intra_model, params["model"]["backbone"])
+    with checkpoints_must_load(f"inter_train {args.round}"):
+        backbone, name = load_backbone(intra_model, params["model"]["backbone"])
+        input_size = trained_input_size(intra_model)
     out = round_dir(args.round) / "model.pt"
     metrics_path = round_metrics_dir(args.round) / "inter_train.json"
     if not inter_enabled(params):
-        save_backbone(backbone, name, out, input_size=trained_input_size(intra_model))
+        save_backbone(backbone, name, out, input_size=input_size)
         write_json(metrics_path, {"enabled": False})
         print(f"inter_train {args.round}: inter-camera stage disabled; the round's model is the intra-camera one")
         return

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_number, show_progress, write_json
+from model_files import checkpoints_must_load
 from params_io import augment, device_and_precision, intra_training, optimizer, stage_seed
 
 from iics.checkpoint import load_backbone, save_backbone
@@ -33,7 +34,8 @@ def main() -> None:
     labels = np.load(round_dir(args.round) / "intra_labels.npy")
     images = load_images(params)[train]
 
-    backbone, name = load_backbone(round_dir(args.previous) / "model.pt", params["model"]["backbone"])
+    with checkpoints_must_load(f"intra_train {args.round}"):
+        backbone, name = load_backbone(round_dir(args.previous) / "model.pt", params["model"]["backbone"])
     heads = [
         ClassifierHead(backbone.feature_dim, int(labels[camera_index == c].max()) + 1)
         for c in range(int(camera_index.max()) + 1)

@@ -6,6 +6,7 @@ import argparse
 
 from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
 from model_errors import model_must_work
+from model_files import checkpoints_must_load
 from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone
@@ -37,7 +38,8 @@ def main() -> None:
                             queries, seed)
     shown = query[chosen]
     model_path = round_dir(args.round) / "model.pt"
-    backbone, _ = load_backbone(model_path, params["model"]["backbone"])
+    with checkpoints_must_load(f"plot_ranking {args.round}"):
+        backbone, _ = load_backbone(model_path, params["model"]["backbone"])
     with model_must_work(f"plot_ranking {args.round}", model_path):
         q = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="query",
                              rows=shown)

@@ -6,6 +6,7 @@ import argparse
 
 from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
 from model_errors import model_must_work
+from model_files import checkpoints_must_load
 from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone
@@ -32,7 +33,8 @@ def main() -> None:
     maps = []
     for round_id in (args.first, args.last):
         model_path = round_dir(round_id) / "model.pt"
-        backbone, _ = load_backbone(model_path, params["model"]["backbone"])
+        with checkpoints_must_load("plot_tsne"):
+            backbone, _ = load_backbone(model_path, params["model"]["backbone"])
         with model_must_work("plot_tsne", model_path):
             features = extract_features(backbone, images, device, batch,
                                         bf16=bf16, progress=show_progress(), desc=f"features {round_id}")

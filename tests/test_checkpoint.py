@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from iics.checkpoint import load_backbone, load_heads, save_backbone
+from iics.checkpoint import CheckpointError, load_backbone, load_heads, save_backbone
 from iics.models import ClassifierHead, build_backbone
 
 
@@ -25,13 +25,37 @@ def test_checkpoint_round_trip_with_heads(tmp_path):
         expected, got = saved.state_dict(), restored.state_dict()
         assert expected.keys() == got.keys()
         assert all(torch.equal(expected[k], got[k]) for k in expected)
-    with pytest.raises(ValueError, match="resnet50"):
-        load_backbone(tmp_path / "m.pt", "resnet50")
+
+
+def test_a_checkpoint_that_cannot_serve_is_one_checkpoint_error_naming_the_file(tmp_path):
+    model = build_backbone("resnet18")
     save_backbone(model, "resnet18", tmp_path / "plain.pt")
-    with pytest.raises(ValueError, match="no classifier heads"):
-        load_heads(tmp_path / "plain.pt", model.feature_dim)
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
-        load_backbone(tmp_path / "missing.pt")
+    good = (tmp_path / "plain.pt").read_bytes()
+
+    def reason(call, *args) -> str:
+        with pytest.raises(CheckpointError) as caught:
+            call(*args)
+        assert str(caught.value) == f"{caught.value.path}: {caught.value.reason}" and "\n" not in str(caught.value)
+        return caught.value.reason
+
+    assert reason(load_backbone, tmp_path / "plain.pt", "resnet50") == (
+        "holds a 'resnet18' backbone but the configuration asks for 'resnet50'")
+    assert reason(load_heads, tmp_path / "plain.pt", model.feature_dim) == (
+        "checkpoint has no classifier heads (expected an intra-camera model)")
+    assert reason(load_backbone, tmp_path / "missing.pt") == (
+        "checkpoint not found (expected a file written by an earlier stage)")
+    (tmp_path / "cut.pt").write_bytes(good[: len(good) // 2])
+    assert reason(load_backbone, tmp_path / "cut.pt").startswith("not a readable PyTorch checkpoint, or a truncated one (")
+    (tmp_path / "text.pt").write_text("not a checkpoint\n")
+    assert reason(load_backbone, tmp_path / "text.pt").startswith("not a readable PyTorch checkpoint, or a truncated one (")
+    torch.save({"weights": {}}, tmp_path / "other.pt")
+    assert reason(load_backbone, tmp_path / "other.pt") == "not an iics checkpoint (expected keys 'backbone' and 'state_dict')"
+    payload = torch.load(tmp_path / "plain.pt", weights_only=True)
+    payload["state_dict"]["fc.weight"] = torch.zeros(3)  # one weight the backbone does not have
+    torch.save(payload, tmp_path / "extra.pt")
+    extra = reason(load_backbone, tmp_path / "extra.pt")
+    assert extra.startswith("its 'resnet18' weights cannot be loaded (Unexpected key(s) in state_dict: \"fc.weight\"")
+    assert len(extra) < 200
 
 
 def test_checkpoint_records_the_training_image_size(tmp_path):

@@ -54,8 +54,9 @@ def assert_bad_value_stops_the_experiment_in_one_line(dvc, repo, env) -> None:
 
 
 def assert_broken_model_and_features_stop_in_one_line(repo, env) -> None:
-    """A model with NaN weights, or features no cut can use, end the stage that meets them with
-    one line naming the stage, the file and what is wrong; the stage's output is left as it was."""
+    """A model with NaN weights, a checkpoint that is cut short, missing or of another backbone,
+    or features no cut can use, end the stage that meets them with one line naming the stage,
+    the file and what is wrong; the stage's output is left as it was."""
     import torch
 
     def one_line_failure(args: list[str]) -> str:
@@ -73,6 +74,20 @@ def assert_broken_model_and_features_stop_in_one_line(repo, env) -> None:
     torch.save(checkpoint, model_path)
     output = one_line_failure(["stages/evaluate.py", "r01"])
     assert output.startswith("evaluate r01: runs/r01/model.pt: ") and "NaN or infinite features" in output
+    assert eval_path.read_text() == scores
+    model_path.write_bytes(model_bytes[: len(model_bytes) // 2])  # a copy cut short
+    output = one_line_failure(["stages/evaluate.py", "r01"])
+    assert output.startswith("evaluate r01: runs/r01/model.pt: not a readable PyTorch checkpoint, or a truncated one (")
+    model_path.write_bytes(model_bytes)
+    # A stage run by hand after model.backbone changed (the runs' models are resnet18), or before
+    # the stage that writes its model.
+    with params_changed(repo, {"model": {"backbone": "mobilenet_v2"}}):
+        output = one_line_failure(["stages/evaluate.py", "r01"])
+    assert output == ("evaluate r01: runs/r01/model.pt: holds a 'resnet18' backbone but the configuration asks "
+                      "for 'mobilenet_v2'")
+    model_path.unlink()
+    output = one_line_failure(["stages/evaluate.py", "r01"])
+    assert output == "evaluate r01: runs/r01/model.pt: checkpoint not found (expected a file written by an earlier stage)"
     assert eval_path.read_text() == scores
     model_path.write_bytes(model_bytes)
 

@@ -17,7 +17,7 @@ from iics.affinity import inter_camera_distance
 from iics.cluster import agglomerative, capped_cluster_count
 from iics.features import cosine_distance, non_finite_rows
 from iics.rerank import k_reciprocal
-from iics.settings import ClusterCut, Reranking
+from iics.settings import ClusterCut, Reranking, check_one_each
 
 
 def cluster_distances(dist: torch.Tensor, cut: ClusterCut, rerank: Reranking) -> np.ndarray:
@@ -47,6 +47,7 @@ def intra_camera_labels(
     the quantile cut, all of its images at distance 0) is a ValueError naming it.
     """
     _check_finite("features", features)
+    check_one_each("feature rows", len(features), cameras=cameras)
     labels = np.empty(len(cameras), dtype=np.int64)
     for cam in np.unique(cameras):
         members = np.flatnonzero(cameras == cam)
@@ -68,6 +69,8 @@ def inter_camera_labels(
     """Cluster all images on (1 - cosine) - mu_t * Jaccard(classifier outputs) across cameras."""
     _check_finite("features", features)
     _check_finite("classifier probabilities", probabilities)
+    check_one_each("feature rows", len(features), probabilities=probabilities,
+                   camera_index=camera_index)
     # No local name for the distance matrix: cluster_distances holds the only reference and drops
     # it after re-ranking.
     return cluster_distances(

@@ -42,6 +42,14 @@ def check_at_least(name: str, value: object, minimum: float) -> None:
     _check(_is_number(value) and value >= minimum, name, value, f"a number >= {minimum}")
 
 
+def check_one_each(what: str, count: int, **arrays: object) -> None:
+    """Each of `arrays` (anything with a length) has `count` entries, one per `what` ("images",
+    "feature rows"): a ValueError naming the first that has not."""
+    for name, values in arrays.items():
+        if len(values) != count:
+            raise ValueError(f"{name}: {len(values)} entries for {count} {what}")
+
+
 @dataclass(frozen=True)
 class ClusterCut:
     """How to cut the tree: `method` in METHODS and its `value` (count, quantile or distance)."""

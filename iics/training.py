@@ -14,7 +14,7 @@ from iics.augment import train_transform
 from iics.losses import batch_hard_triplet
 from iics.runtime import compute_context, make_generator, place_batch, place_model
 from iics.sampling import per_camera_batches, pk_batches
-from iics.settings import Augment, InterTraining, IntraTraining, Optimizer
+from iics.settings import Augment, InterTraining, IntraTraining, Optimizer, check_one_each
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ def train_intra_camera(
     losses and takes one SGD step. `bf16` runs forward passes under bfloat16 autocast in
     channels_last layout (see iics.runtime); weights, gradients and the optimiser stay float32.
     """
+    check_one_each("images", len(images), camera_index=camera_index, labels=labels)
     if len(heads) != int(camera_index.max()) + 1:
         raise ValueError(f"{len(heads)} heads for {int(camera_index.max()) + 1} cameras")
     rng = np.random.default_rng(seed)
@@ -118,6 +119,7 @@ def train_inter_camera(
     loss = cross-entropy + batch-hard triplet (`training.margin`) on the pooled backbone features.
     Returns each epoch's mean loss and steps (their number varies: see `pk_batches`). `bf16` as in
     `train_intra_camera`."""
+    check_one_each("images", len(images), labels=labels)
     rng = np.random.default_rng(seed)
     generator = make_generator(seed, device)
     pixels = _as_device_images(images, device)

@@ -133,3 +133,16 @@ def test_nan_or_infinite_inputs_are_refused_before_any_clustering():
     probs[3] = torch.nan
     with pytest.raises(ValueError, match=r"^classifier probabilities: 1 of 12 rows"):
         inter_camera_labels(features, probs, cameras, 0.02, cut, rerank)
+
+
+def test_cameras_or_probabilities_that_do_not_match_the_features_are_refused():
+    features, _ = blobs(num_ids=3, per_id=4)
+    cameras = np.repeat([0, 1], 6)
+    probs = torch.softmax(torch.randn(12, 5), dim=1)
+    cut, rerank = ClusterCut("count", 2), Reranking(k1=3, k2=2)
+    with pytest.raises(ValueError, match=r"^cameras: 11 entries for 12 feature rows$"):
+        intra_camera_labels(features, cameras[1:], cut, rerank)
+    with pytest.raises(ValueError, match=r"^probabilities: 13 entries for 12 feature rows$"):
+        inter_camera_labels(features, torch.cat([probs, probs[:1]]), cameras, 0.02, cut, rerank)
+    with pytest.raises(ValueError, match=r"^camera_index: 11 entries for 12 feature rows$"):
+        inter_camera_labels(features, probs, cameras[:-1], 0.02, cut, rerank)

@@ -170,6 +170,24 @@ def test_a_loss_that_is_not_finite_stops_training_after_its_epoch():
                                    **settings)
 
 
+def test_labels_or_cameras_that_do_not_match_the_images_are_refused_before_training():
+    """Labels left from another run (one image fewer) would otherwise train on shifted targets or
+    fail deep inside an epoch."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(16, 8, 4, 3), dtype=np.uint8)
+    camera, labels = np.repeat(np.arange(2), 8), np.tile([0, 0, 1, 1], 4)
+    settings = dict(optimizer=Optimizer(lr=0.1), augment=Augment(pad=0), device=CPU, seed=0, progress=False)
+    intra = IntraTraining(epochs=1, batch_per_camera=4)
+    heads = [ClassifierHead(4, 2) for _ in range(2)]
+    with pytest.raises(ValueError, match=r"^labels: 15 entries for 16 images$"):
+        train_intra_camera(TinyBackbone(), heads, images, camera, labels[:-1], training=intra, **settings)
+    with pytest.raises(ValueError, match=r"^camera_index: 17 entries for 16 images$"):
+        train_intra_camera(TinyBackbone(), heads, images, np.append(camera, 1), labels, training=intra, **settings)
+    with pytest.raises(ValueError, match=r"^labels: 15 entries for 16 images$"):
+        train_inter_camera(TinyBackbone(), ClassifierHead(4, 4), images, (labels + 2 * camera)[1:],
+                           training=InterTraining(epochs=1, ids_per_batch=2, images_per_id=2, margin=0.3), **settings)
+
+
 def test_optimizer_groups_scale_the_backbone_lr_and_leave_out_the_frozen_head_bias():
     backbone = TinyBackbone()
     heads = [ClassifierHead(4, 3), ClassifierHead(4, 5)]

@@ -43,13 +43,41 @@ def prepared_dir(params: dict) -> Path:
 
 
 def load_index(params: dict) -> dict[str, np.ndarray]:
-    """The prepared index.csv of the configured dataset (written by `extract`), one array per column."""
-    return read_index(prepared_dir(params) / "index.csv")
+    """The prepared index.csv of the configured dataset (written by `extract`), one array per
+    column. Missing or damaged: one line naming the file, and the stage ends."""
+    path = prepared_dir(params) / "index.csv"
+    try:
+        return read_index(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise _stop(path, error) from None
 
 
 def load_images(params: dict) -> np.ndarray:
-    """The decoded uint8 image cache (N, H, W, 3), memory-mapped; rows match index.csv."""
-    return load_image_cache(prepared_dir(params) / "images.npy")
+    """The decoded uint8 image cache (N, H, W, 3), memory-mapped; rows match index.csv. Missing
+    or damaged: one line naming the file, and the stage ends."""
+    path = prepared_dir(params) / "images.npy"
+    try:
+        return load_image_cache(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise _stop(path, error) from None
+
+
+def load_round_array(stage: str, path: Path, rows: int) -> np.ndarray:
+    """An array an earlier stage of the round saved with one row per train image (features,
+    pseudo-labels). Missing, unreadable, or with another number of rows than `rows` (left from
+    another dataset or configuration by a stage run by hand): one line naming `stage` (e.g.
+    "intra_train r01") and the file, and the stage ends."""
+    if not path.is_file():
+        raise SystemExit(f"{stage}: {shown(path)}: not found (expected a file written by an earlier stage)")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise SystemExit(f"{stage}: {shown(path)}: not a readable .npy file ({error})") from None
+    if array.shape[:1] != (rows,):
+        raise SystemExit(f"{stage}: {shown(path)}: holds shape {array.shape}, expected one row for each of the "
+                         f"{rows} train images in the index (written for another dataset or configuration? "
+                         "rerun the stage that writes it)")
+    return array
 
 
 def round_dir(round_id: str) -> Path:
@@ -88,6 +116,12 @@ def write_json(path: Path, payload: dict) -> None:
 def shown(path: Path) -> Path:
     """`path` as a message names it: relative to the project root where it lies inside."""
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
+def _stop(path: Path, error: Exception) -> SystemExit:
+    """A library error about `path` (its message "path: reason") as the one line a stage ends
+    with, the path shown relative to the project."""
+    return SystemExit(f"{shown(path)}: {str(error).removeprefix(f'{path}: ')}")
 
 
 def show_progress() -> bool:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_number, show_progress, write_json
+from common import (load_images, load_index, load_params, load_round_array, round_dir, round_metrics_dir,
+                    round_number, show_progress, write_json)
 from model_files import checkpoints_must_load
 from params_io import augment, device_and_precision, inter_enabled, inter_training, optimizer, stage_seed
 
@@ -41,7 +41,7 @@ def main() -> None:
     index = load_index(params)
     train = split_rows(index, "train")
     images = load_images(params)[train]
-    labels = np.load(round_dir(args.round) / "inter_labels.npy")
+    labels = load_round_array(f"inter_train {args.round}", round_dir(args.round) / "inter_labels.npy", len(train))
     head = ClassifierHead(backbone.feature_dim, int(labels.max()) + 1)
     start = time.perf_counter()
     try:

@@ -5,7 +5,7 @@ import argparse
 
 import numpy as np
 import torch
-from common import load_index, load_params, round_dir, round_metrics_dir, shown, write_json
+from common import load_index, load_params, load_round_array, round_dir, round_metrics_dir, shown, write_json
 from params_io import compute_device, intra_cut, reranking
 
 from iics.diagnostics import per_camera_label_quality
@@ -24,7 +24,7 @@ def main() -> None:
     cameras, camera_index = camera_positions(index["camid"][train])
     device = compute_device(params)  # re-ranking and (on CUDA) the linkage run there
     features_path = round_dir(args.round) / "features.npy"
-    features = torch.from_numpy(np.load(features_path)).to(device)
+    features = torch.from_numpy(load_round_array(f"intra_cluster {args.round}", features_path, len(train))).to(device)
     try:
         labels = intra_camera_labels(features, index["camid"][train], cut, rerank)
     except ValueError as error:  # features that cannot be clustered: one line, nothing written

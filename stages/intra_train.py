@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-from common import load_images, load_index, load_params, round_dir, round_metrics_dir, round_number, show_progress, write_json
+from common import (load_images, load_index, load_params, load_round_array, round_dir, round_metrics_dir,
+                    round_number, show_progress, write_json)
 from model_files import checkpoints_must_load
 from params_io import augment, device_and_precision, intra_training, optimizer, stage_seed
 
@@ -31,7 +31,7 @@ def main() -> None:
     index = load_index(params)
     train = split_rows(index, "train")
     _, camera_index = camera_positions(index["camid"][train])
-    labels = np.load(round_dir(args.round) / "intra_labels.npy")
+    labels = load_round_array(f"intra_train {args.round}", round_dir(args.round) / "intra_labels.npy", len(train))
     images = load_images(params)[train]
 
     with checkpoints_must_load(f"intra_train {args.round}"):

@@ -55,8 +55,9 @@ def assert_bad_value_stops_the_experiment_in_one_line(dvc, repo, env) -> None:
 
 def assert_broken_model_and_features_stop_in_one_line(repo, env) -> None:
     """A model with NaN weights, a checkpoint that is cut short, missing or of another backbone,
-    or features no cut can use, end the stage that meets them with one line naming the stage,
-    the file and what is wrong; the stage's output is left as it was."""
+    features no cut can use, or a round's array or the index missing or of the wrong size, end
+    the stage that meets them with one line naming the stage, the file and what is wrong; the
+    stage's output is left as it was."""
     import torch
 
     def one_line_failure(args: list[str]) -> str:
@@ -102,8 +103,25 @@ def assert_broken_model_and_features_stop_in_one_line(repo, env) -> None:
     np.save(features_path, features)
     output = one_line_failure(["stages/intra_cluster.py", "r01"])
     assert output == "intra_cluster r01: runs/r01/features.npy: features: 1 of " + f"{len(features)} rows hold NaN or infinite values"
+    # Left from another dataset (one row short), or not there: the stages that read a round's
+    # arrays or the prepared index say which file and what they expected.
+    np.save(features_path, features[1:])
+    output = one_line_failure(["stages/intra_cluster.py", "r01"])
+    assert output == (f"intra_cluster r01: runs/r01/features.npy: holds shape {(len(features) - 1, features.shape[1])}, "
+                      f"expected one row for each of the {len(features)} train images in the index (written for "
+                      "another dataset or configuration? rerun the stage that writes it)")
     assert labels_path.read_bytes() == labels_bytes
     features_path.write_bytes(features_bytes)
+    labels_path.unlink()
+    output = one_line_failure(["stages/intra_train.py", "r01", "r00"])
+    assert output == "intra_train r01: runs/r01/intra_labels.npy: not found (expected a file written by an earlier stage)"
+    labels_path.write_bytes(labels_bytes)
+    name = yaml.safe_load((repo / "params.yaml").read_text())["dataset"]["name"]
+    index_path = repo / "data" / name / "prepared" / "index.csv"
+    index_path.rename(index_path.with_name("moved.csv"))
+    output = one_line_failure(["stages/intra_cluster.py", "r01"])
+    assert output == f"data/{name}/prepared/index.csv: index not found (run the extract stage first)"
+    index_path.with_name("moved.csv").rename(index_path)
 
 
 def assert_what_reruns(dvc, repo, env) -> None:

@@ -25,11 +25,10 @@ def main() -> None:
     intra_model = round_dir(args.round) / "intra_model.pt"
     with checkpoints_must_load(f"inter_train {args.round}"):
         backbone, name = load_backbone(intra_model, params["model"]["backbone"])
-        input_size = trained_input_size(intra_model)
     out = round_dir(args.round) / "model.pt"
     metrics_path = round_metrics_dir(args.round) / "inter_train.json"
     if not inter_enabled(params):
-        save_backbone(backbone, name, out, input_size=input_size)
+        save_backbone(backbone, name, out, input_size=trained_input_size(intra_model))  # the file just loaded
         write_json(metrics_path, {"enabled": False})
         print(f"inter_train {args.round}: inter-camera stage disabled; the round's model is the intra-camera one")
         return

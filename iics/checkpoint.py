@@ -8,16 +8,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from iics.errors import FileError
 from iics.models import build_backbone
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FileError):
     """A checkpoint file that is missing, cannot be read, or does not hold what the caller asked
-    for. `path` is the file and `reason` what is wrong with it; the message is "path: reason"."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = Path(path), reason
+    for (`path`, `reason`)."""
 
 
 def _torch_reason(error: Exception, limit: int = 160) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from iics.errors import FileError
 from iics.image_source import ImageSource
 
 _BICUBIC = getattr(Image, "Resampling", Image).BICUBIC
@@ -25,8 +26,9 @@ def check_image_size(height: object, width: object) -> tuple[int, int]:
     return int(height), int(width)
 
 
-class ImageCacheError(ValueError):
-    """An image that cannot be decoded, or a cache file with the wrong layout."""
+class ImageCacheError(FileError):
+    """An image that cannot be decoded, or a cache file that is missing, cannot be written or has
+    the wrong layout (`path`, `reason`)."""
 
 
 # Pillow's modes for 16-bit greyscale. Its 32-bit mode "I" holds 16-bit data when read from a format
@@ -64,7 +66,7 @@ def decode_image(source: ImageSource, member: str, height: int, width: int) -> n
             rgb = _to_rgb(img)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError, zlib.error,
             EOFError) as exc:
-        raise ImageCacheError(f"{source.path}: cannot decode image {member!r} ({exc})") from exc
+        raise ImageCacheError(source.path, f"cannot decode image {member!r} ({exc})") from exc
     if rgb.size != (width, height):
         rgb = rgb.resize((width, height), _BICUBIC)
     return np.asarray(rgb, dtype=np.uint8)
@@ -116,7 +118,7 @@ def build_image_cache(
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         if isinstance(exc, OSError):  # reading fails as a ValueError: this is writing (a full disk, say)
-            raise ImageCacheError(f"{out_path}: cannot write the image cache ({exc.strerror or exc})") from exc
+            raise ImageCacheError(out_path, f"cannot write the image cache ({exc.strerror or exc})") from exc
         raise
 
 
@@ -124,13 +126,11 @@ def load_image_cache(path: str | os.PathLike) -> np.ndarray:
     """Memory-map a cache written by :func:`build_image_cache` (read-only)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such image cache (expected a .npy written by build_image_cache)")
+        raise ImageCacheError(path, "no such image cache (expected a .npy written by build_image_cache)")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise ImageCacheError(f"{path}: not a readable .npy image cache ({exc})") from exc
+        raise ImageCacheError(path, f"not a readable .npy image cache ({exc})") from exc
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[3] != 3:
-        raise ImageCacheError(
-            f"{path}: expected a uint8 array of shape (N, H, W, 3), got {array.dtype} {tuple(array.shape)}"
-        )
+        raise ImageCacheError(path, f"expected a uint8 array of shape (N, H, W, 3), got {array.dtype} {tuple(array.shape)}")
     return array

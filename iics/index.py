@@ -8,12 +8,18 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
+from iics.errors import FileError
+
 if TYPE_CHECKING:  # only the readers and `extract` build DataFrames; they import pandas themselves
     import pandas as pd
 
 COLUMNS = ("image", "pid", "camid", "split")
 SPLITS = ("train", "query", "gallery")
 INT64_MAX = 2**63 - 1  # pid and camid are stored as int64
+
+
+class IndexFileError(FileError):
+    """An index.csv that is missing or does not hold the columns and values above (`path`, `reason`)."""
 
 
 def fits_int64(digits: str) -> bool:
@@ -32,28 +38,28 @@ def read_index(path: str | os.PathLike) -> dict[str, np.ndarray]:
     pandas alone cost 0.27 s of each stage's start-up."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: index not found (run the extract stage first)")
+        raise IndexFileError(path, "index not found (run the extract stage first)")
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader, [])
         rows = list(reader)
     missing = [c for c in COLUMNS if c not in header]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}; expected {list(COLUMNS)}")
+        raise IndexFileError(path, f"missing columns {missing}; expected {list(COLUMNS)}")
     position = {name: header.index(name) for name in COLUMNS}
     ragged = next((line for line, row in enumerate(rows, start=2) if len(row) != len(header)), None)
     if ragged is not None:
-        raise ValueError(f"{path}: line {ragged} has a different number of fields than the header")
+        raise IndexFileError(path, f"line {ragged} has a different number of fields than the header")
     columns = {name: [row[position[name]] for row in rows] for name in COLUMNS}
     index = {"image": np.array(columns["image"], dtype=str), "split": np.array(columns["split"], dtype=str)}
     for name in ("pid", "camid"):
         try:
             index[name] = np.array([int(value) for value in columns[name]], dtype=np.int64)
         except ValueError as exc:
-            raise ValueError(f"{path}: column {name} must hold integers ({exc})") from None
+            raise IndexFileError(path, f"column {name} must hold integers ({exc})") from None
     unknown = sorted(set(index["split"].tolist()) - set(SPLITS))
     if unknown:
-        raise ValueError(f"{path}: unknown split values {unknown}; expected {list(SPLITS)}")
+        raise IndexFileError(path, f"unknown split values {unknown}; expected {list(SPLITS)}")
     return index
 
 

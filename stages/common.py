@@ -5,11 +5,14 @@ import atexit
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from iics.errors import FileError
 from iics.image_cache import load_image_cache
 from iics.index import read_index
 
@@ -42,42 +45,49 @@ def prepared_dir(params: dict) -> Path:
     return dataset_dir(params) / "prepared"
 
 
-def load_index(params: dict) -> dict[str, np.ndarray]:
+@contextmanager
+def inputs_must_load(stage: str) -> Iterator[None]:
+    """Inside, a FileError (an index, image cache, checkpoint or round array that is missing,
+    unreadable or does not fit) ends the stage with one line naming `stage` (e.g. "features r01")
+    and the file, before anything is written. Under `dvc repro` every input is there and matches;
+    a stage script run by hand (out of order, after a config change or a failed `dvc exp run`)
+    meets these."""
+    try:
+        yield
+    except FileError as error:
+        raise SystemExit(f"{stage}: {shown(error.path)}: {error.reason}") from None
+
+
+def load_index(params: dict, stage: str) -> dict[str, np.ndarray]:
     """The prepared index.csv of the configured dataset (written by `extract`), one array per
-    column. Missing or damaged: one line naming the file, and the stage ends."""
-    path = prepared_dir(params) / "index.csv"
-    try:
-        return read_index(path)
-    except (FileNotFoundError, ValueError) as error:
-        raise _stop(path, error) from None
+    column; missing or damaged ends `stage` (see inputs_must_load)."""
+    with inputs_must_load(stage):
+        return read_index(prepared_dir(params) / "index.csv")
 
 
-def load_images(params: dict) -> np.ndarray:
-    """The decoded uint8 image cache (N, H, W, 3), memory-mapped; rows match index.csv. Missing
-    or damaged: one line naming the file, and the stage ends."""
-    path = prepared_dir(params) / "images.npy"
-    try:
-        return load_image_cache(path)
-    except (FileNotFoundError, ValueError) as error:
-        raise _stop(path, error) from None
+def load_images(params: dict, stage: str) -> np.ndarray:
+    """The decoded uint8 image cache (N, H, W, 3), memory-mapped, rows matching index.csv;
+    missing or damaged ends `stage` (see inputs_must_load)."""
+    with inputs_must_load(stage):
+        return load_image_cache(prepared_dir(params) / "images.npy")
 
 
 def load_round_array(stage: str, path: Path, rows: int) -> np.ndarray:
     """An array an earlier stage of the round saved with one row per train image (features,
     pseudo-labels). Missing, unreadable, or with another number of rows than `rows` (left from
-    another dataset or configuration by a stage run by hand): one line naming `stage` (e.g.
-    "intra_train r01") and the file, and the stage ends."""
-    if not path.is_file():
-        raise SystemExit(f"{stage}: {shown(path)}: not found (expected a file written by an earlier stage)")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise SystemExit(f"{stage}: {shown(path)}: not a readable .npy file ({error})") from None
-    if array.shape[:1] != (rows,):
-        raise SystemExit(f"{stage}: {shown(path)}: holds shape {array.shape}, expected one row for each of the "
-                         f"{rows} train images in the index (written for another dataset or configuration? "
-                         "rerun the stage that writes it)")
-    return array
+    another dataset or configuration by a stage run by hand) ends `stage` (see inputs_must_load)."""
+    with inputs_must_load(stage):
+        if not path.is_file():
+            raise FileError(path, "not found (expected a file written by an earlier stage)")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise FileError(path, f"not a readable .npy file ({error})") from None
+        if array.shape[:1] != (rows,):
+            raise FileError(path, f"holds shape {array.shape}, expected one row for each of the {rows} train images "
+                                  "in the index (written for another dataset or configuration? rerun the stage that "
+                                  "writes it)")
+        return array
 
 
 def round_dir(round_id: str) -> Path:
@@ -116,12 +126,6 @@ def write_json(path: Path, payload: dict) -> None:
 def shown(path: Path) -> Path:
     """`path` as a message names it: relative to the project root where it lies inside."""
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-
-
-def _stop(path: Path, error: Exception) -> SystemExit:
-    """A library error about `path` (its message "path: reason") as the one line a stage ends
-    with, the path shown relative to the project."""
-    return SystemExit(f"{shown(path)}: {str(error).removeprefix(f'{path}: ')}")
 
 
 def show_progress() -> bool:

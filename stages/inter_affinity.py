@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from common import (load_images, load_index, load_params, round_dir, round_metrics_dir, round_position,
-                    show_progress, shown, write_json)
+from common import (inputs_must_load, load_images, load_index, load_params, round_dir, round_metrics_dir,
+                    round_position, show_progress, shown, write_json)
 from model_errors import model_must_work
-from model_files import checkpoints_must_load
 from params_io import device_and_precision, integer, inter_cut, inter_enabled, number, reranking
 
 from iics.affinity import mu_schedule
@@ -22,6 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("round")
     args = parser.parse_args()
+    stage = f"inter_affinity {args.round}"
     params = load_params()
     labels_path = round_dir(args.round) / "inter_labels.npy"
     metrics_path = round_metrics_dir(args.round) / "inter.json"
@@ -35,15 +35,15 @@ def main() -> None:
     mu_t, cut, rerank = mu_schedule(number(params, "inter.mu", 0), t, total), inter_cut(params), reranking(params)
     batch_size = integer(params, "features.batch_size")
     device, bf16 = device_and_precision(params)
-    index = load_index(params)
+    index = load_index(params, stage)
     train = split_rows(index, "train")
     _, camera_index = camera_positions(index["camid"][train])
-    images = load_images(params)
+    images = load_images(params, stage)
     model_path = round_dir(args.round) / "intra_model.pt"
-    with checkpoints_must_load(f"inter_affinity {args.round}"):
+    with inputs_must_load(stage):
         backbone, _ = load_backbone(model_path, params["model"]["backbone"])
         heads = load_heads(model_path, backbone.feature_dim)
-    with model_must_work(f"inter_affinity {args.round}", model_path):
+    with model_must_work(stage, model_path):
         features = extract_features(backbone, images, device, batch_size, bf16=bf16,
                                     progress=show_progress(), rows=train).to(device)
     probabilities = camera_head_probabilities(features, heads, device)

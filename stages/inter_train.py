@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import (load_images, load_index, load_params, load_round_array, round_dir, round_metrics_dir,
-                    round_number, show_progress, write_json)
-from model_files import checkpoints_must_load
+from common import (inputs_must_load, load_images, load_index, load_params, load_round_array, round_dir,
+                    round_metrics_dir, round_number, show_progress, write_json)
 from params_io import augment, device_and_precision, inter_enabled, inter_training, optimizer, stage_seed
 
 from iics.checkpoint import load_backbone, save_backbone, trained_input_size
@@ -20,10 +19,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("round")
     args = parser.parse_args()
+    stage = f"inter_train {args.round}"
     params = load_params()
     t = round_number(params, args.round)
     intra_model = round_dir(args.round) / "intra_model.pt"
-    with checkpoints_must_load(f"inter_train {args.round}"):
+    with inputs_must_load(stage):
         backbone, name = load_backbone(intra_model, params["model"]["backbone"])
     out = round_dir(args.round) / "model.pt"
     metrics_path = round_metrics_dir(args.round) / "inter_train.json"
@@ -37,10 +37,10 @@ def main() -> None:
     training, sgd, augmentation = inter_training(params), optimizer(params, "inter"), augment(params)
     seed_everything(seed)
     device, bf16 = device_and_precision(params)
-    index = load_index(params)
+    index = load_index(params, stage)
     train = split_rows(index, "train")
-    images = load_images(params)[train]
-    labels = load_round_array(f"inter_train {args.round}", round_dir(args.round) / "inter_labels.npy", len(train))
+    images = load_images(params, stage)[train]
+    labels = load_round_array(stage, round_dir(args.round) / "inter_labels.npy", len(train))
     head = ClassifierHead(backbone.feature_dim, int(labels.max()) + 1)
     start = time.perf_counter()
     try:

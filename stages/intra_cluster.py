@@ -17,14 +17,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("round")
     args = parser.parse_args()
+    stage = f"intra_cluster {args.round}"
     params = load_params()
     cut, rerank = intra_cut(params), reranking(params)
-    index = load_index(params)
+    index = load_index(params, stage)
     train = split_rows(index, "train")
     cameras, camera_index = camera_positions(index["camid"][train])
     device = compute_device(params)  # re-ranking and (on CUDA) the linkage run there
     features_path = round_dir(args.round) / "features.npy"
-    features = torch.from_numpy(load_round_array(f"intra_cluster {args.round}", features_path, len(train))).to(device)
+    features = torch.from_numpy(load_round_array(stage, features_path, len(train))).to(device)
     try:
         labels = intra_camera_labels(features, index["camid"][train], cut, rerank)
     except ValueError as error:  # features that cannot be clustered: one line, nothing written

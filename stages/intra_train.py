@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import (load_images, load_index, load_params, load_round_array, round_dir, round_metrics_dir,
-                    round_number, show_progress, write_json)
-from model_files import checkpoints_must_load
+from common import (inputs_must_load, load_images, load_index, load_params, load_round_array, round_dir,
+                    round_metrics_dir, round_number, show_progress, write_json)
 from params_io import augment, device_and_precision, intra_training, optimizer, stage_seed
 
 from iics.checkpoint import load_backbone, save_backbone
@@ -22,19 +21,20 @@ def main() -> None:
     parser.add_argument("round")
     parser.add_argument("previous")
     args = parser.parse_args()
+    stage = f"intra_train {args.round}"
     params = load_params()
     t = round_number(params, args.round)
     seed = stage_seed(params, t, 1)
     training, sgd, augmentation = intra_training(params), optimizer(params, "intra"), augment(params)
     seed_everything(seed)
     device, bf16 = device_and_precision(params)
-    index = load_index(params)
+    index = load_index(params, stage)
     train = split_rows(index, "train")
     _, camera_index = camera_positions(index["camid"][train])
-    labels = load_round_array(f"intra_train {args.round}", round_dir(args.round) / "intra_labels.npy", len(train))
-    images = load_images(params)[train]
+    labels = load_round_array(stage, round_dir(args.round) / "intra_labels.npy", len(train))
+    images = load_images(params, stage)[train]
 
-    with checkpoints_must_load(f"intra_train {args.round}"):
+    with inputs_must_load(stage):
         backbone, name = load_backbone(round_dir(args.previous) / "model.pt", params["model"]["backbone"])
     heads = [
         ClassifierHead(backbone.feature_dim, int(labels[camera_index == c].max()) + 1)

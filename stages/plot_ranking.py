@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
+from common import ROOT, inputs_must_load, load_images, load_index, load_params, round_dir, show_progress
 from model_errors import model_must_work
-from model_files import checkpoints_must_load
 from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone
@@ -22,25 +21,26 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("round")
     args = parser.parse_args()
+    stage = f"plot_ranking {args.round}"
     params = load_params()
     queries, top_k = integer(params, "plots.ranking_queries"), integer(params, "plots.top_k")
     seed, batch = integer(params, "plots.seed", minimum=0), integer(params, "features.batch_size")
-    index = load_index(params)
+    index = load_index(params, stage)
     if not has_evaluation_split(index):
         save_message("no query/gallery images with identities: nothing to rank", OUTPUT)
         print("plot_ranking: no evaluation split, wrote a note to plots/ranking.png")
         return
     device, bf16 = device_and_precision(params)
-    images = load_images(params)
+    images = load_images(params, stage)
     query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
     pids, cams = index["pid"], index["camid"]
     chosen = choose_queries(pids[query], cams[query], pids[gallery], cams[gallery],
                             queries, seed)
     shown = query[chosen]
     model_path = round_dir(args.round) / "model.pt"
-    with checkpoints_must_load(f"plot_ranking {args.round}"):
+    with inputs_must_load(stage):
         backbone, _ = load_backbone(model_path, params["model"]["backbone"])
-    with model_must_work(f"plot_ranking {args.round}", model_path):
+    with model_must_work(stage, model_path):
         q = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="query",
                              rows=shown)
         g = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="gallery",

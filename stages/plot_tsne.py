@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
+from common import ROOT, inputs_must_load, load_images, load_index, load_params, round_dir, show_progress
 from model_errors import model_must_work
-from model_files import checkpoints_must_load
 from params_io import device_and_precision, integer
 
 from iics.checkpoint import load_backbone
@@ -21,21 +20,22 @@ def main() -> None:
     parser.add_argument("first", help="model before training (init)")
     parser.add_argument("last", help="model after the last round")
     args = parser.parse_args()
+    stage = "plot_tsne"
     params = load_params()
     identities, max_images = integer(params, "plots.tsne_identities"), integer(params, "plots.tsne_max_images")
     seed, batch = integer(params, "plots.seed", minimum=0), integer(params, "features.batch_size")
     device, bf16 = device_and_precision(params)
-    index = load_index(params)
+    index = load_index(params, stage)
     train = split_rows(index, "train")
     pids = index["pid"][train]
     rows = train[sample_for_tsne(pids, identities, max_images, seed)]
-    images = load_images(params)[rows]
+    images = load_images(params, stage)[rows]
     maps = []
     for round_id in (args.first, args.last):
         model_path = round_dir(round_id) / "model.pt"
-        with checkpoints_must_load("plot_tsne"):
+        with inputs_must_load(stage):
             backbone, _ = load_backbone(model_path, params["model"]["backbone"])
-        with model_must_work("plot_tsne", model_path):
+        with model_must_work(stage, model_path):
             features = extract_features(backbone, images, device, batch,
                                         bf16=bf16, progress=show_progress(), desc=f"features {round_id}")
         maps.append(tsne_2d(l2_normalize(features).numpy(), seed))

@@ -1,9 +1,12 @@
 """index.csv: validation of what extract writes, the round trip, and the split helpers."""
+import re
+
 import numpy as np
 import pytest
 
 from iics.index import (
     INT64_MAX,
+    IndexFileError,
     camera_positions,
     fits_int64,
     has_evaluation_split,
@@ -22,12 +25,15 @@ from iics.index import (
     ("image,pid,camid,split\na.jpg,1,1,val\n", "unknown split"),
     ("image,pid,camid,split\na.jpg,one,1,train\n", "column pid must hold integers"),
     ("image,pid,camid,split\na.jpg,1,1,train\nb.jpg,2,1\n", "line 3"),
+    (None, "index not found"),
 ])
 def test_index_validation(tmp_path, content, message):
     path = tmp_path / "index.csv"
-    path.write_text(content)
-    with pytest.raises(ValueError, match=message):
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(IndexFileError, match=f"^{re.escape(str(path))}: {message}") as caught:
         read_index(path)
+    assert caught.value.path == path and caught.value.reason.startswith(message)
 
 
 def test_camera_positions():

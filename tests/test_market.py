@@ -348,8 +348,9 @@ def test_image_cache_bad_zip(tmp_path):
 
 
 def test_load_image_cache_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.npy"):
+    with pytest.raises(ImageCacheError, match="missing.npy: no such image cache") as missing:
         load_image_cache(tmp_path / "missing.npy")
+    assert missing.value.path == tmp_path / "missing.npy"
     np.save(tmp_path / "float.npy", np.zeros((2, 8, 4, 3), dtype=np.float32))
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
         load_image_cache(tmp_path / "float.npy")

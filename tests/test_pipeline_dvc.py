@@ -120,8 +120,15 @@ def assert_broken_model_and_features_stop_in_one_line(repo, env) -> None:
     index_path = repo / "data" / name / "prepared" / "index.csv"
     index_path.rename(index_path.with_name("moved.csv"))
     output = one_line_failure(["stages/intra_cluster.py", "r01"])
-    assert output == f"data/{name}/prepared/index.csv: index not found (run the extract stage first)"
+    assert output == f"intra_cluster r01: data/{name}/prepared/index.csv: index not found (run the extract stage first)"
     index_path.with_name("moved.csv").rename(index_path)
+    images_path = index_path.with_name("images.npy")
+    images_path.rename(images_path.with_name("moved.npy"))
+    output = one_line_failure(["stages/evaluate.py", "r01"])
+    assert output == (f"evaluate r01: data/{name}/prepared/images.npy: no such image cache (expected a .npy written "
+                      "by build_image_cache)")
+    images_path.with_name("moved.npy").rename(images_path)
+    assert eval_path.read_text() == scores
 
 
 def assert_what_reruns(dvc, repo, env) -> None:

@@ -2,10 +2,12 @@
 the commit a result was measured at."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 # A child Python runs the command, so RUSAGE_CHILDREN covers exactly that command's processes.
 PROBE = (
@@ -35,12 +37,24 @@ NOT_CODE = (":(exclude)benchmarks/results", ":(exclude)*.md", ":(exclude)dvc.loc
 
 
 def git_commit(repo: str | os.PathLike) -> str | None:
-    """The short commit of the checkout at `repo`, with "-dirty" when files other than NOT_CODE
-    differ from it (`... > benchmarks/results/x.jsonl` empties a tracked file before the
-    benchmark asks); None outside a git checkout."""
+    """The short commit of the checkout at `repo`; None outside a git checkout. Where code differs
+    from it (tracked files other than NOT_CODE changed, or untracked files that git does not ignore,
+    such as the new files of `git apply benchmarks/one_forward.patch`), "-dirty-" and 8 hex digits
+    of a SHA-256 over the change follow: two runs with different uncommitted changes are told apart,
+    and the same patch applied to the same commit gives the same digits again. NOT_CODE is left out
+    (`... > benchmarks/results/x.jsonl` empties a tracked file before the benchmark asks)."""
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
     if head.returncode != 0:
         return None
-    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_CODE],
-                             cwd=repo, capture_output=True, text=True, check=True)
-    return head.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
+
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", *args, "--", ".", *NOT_CODE], cwd=repo, capture_output=True, check=True).stdout
+
+    changed = git("diff", "HEAD", "--binary")
+    untracked = sorted(git("ls-files", "--others", "--exclude-standard", "-z").split(b"\0")[:-1])
+    if not changed and not untracked:
+        return head.stdout.strip()
+    digest = hashlib.sha256(changed)
+    for name in untracked:
+        digest.update(b"\0" + name + b"\0" + (Path(os.fsdecode(repo)) / os.fsdecode(name)).read_bytes())
+    return f"{head.stdout.strip()}-dirty-{digest.hexdigest()[:8]}"

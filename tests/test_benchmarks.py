@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,7 +79,19 @@ def test_git_commit_is_dirty_only_for_code_changes(tmp_path):
     (tmp_path / "dvc.lock").write_text("b\n")
     assert git_commit(tmp_path) == head
     (tmp_path / "code.py").write_text("x = 2\n")
-    assert git_commit(tmp_path) == head + "-dirty"
+    first = git_commit(tmp_path)
+    assert re.fullmatch(rf"{head}-dirty-[0-9a-f]{{8}}", first)
+    assert git_commit(tmp_path) == first  # the same change, the same digits
+    (tmp_path / "code.py").write_text("x = 3\n")
+    assert git_commit(tmp_path) not in (first, head)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "new.py").write_text("y = 1\n")  # a file a patch adds: untracked, not ignored
+    added = git_commit(tmp_path)
+    assert added.startswith(f"{head}-dirty-") and added != first
+    (tmp_path / "new.py").write_text("y = 2\n")
+    assert git_commit(tmp_path) != added
+    (tmp_path / ".gitignore").write_text("new.py\n.gitignore\n")
+    assert git_commit(tmp_path) == head  # ignored files are not code the run used
 
 
 def test_round_speed_runs_a_whole_round_on_the_cpu(tmp_path):

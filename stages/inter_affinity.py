@@ -51,7 +51,7 @@ def main() -> None:
     try:
         labels = inter_camera_labels(features, probabilities, camera_index, mu_t, cut, rerank)
     except ValueError as error:  # e.g. quantile cut with every distance 0: one line, nothing written
-        raise SystemExit(f"inter_affinity {args.round}: {shown(model_path)}: {error}") from None
+        raise SystemExit(f"{stage}: {shown(model_path)}: {error}") from None
     np.save(labels_path, labels)
 
     quality = {"num_clusters": int(labels.max() + 1)}

@@ -49,9 +49,9 @@ def main() -> None:
             device=device, seed=seed, bf16=bf16, progress=show_progress(),
         )
     except TrainingDiverged as error:  # nothing is saved: the weights are NaN
-        raise SystemExit(f"inter_train {args.round}: {error} (inter.lr is {sgd.lr})") from None
+        raise SystemExit(f"{stage}: {error} (inter.lr is {sgd.lr})") from None
     except ValueError as error:  # too few pseudo-identities for a PK batch (checked before the first step)
-        raise SystemExit(f"inter_train {args.round}: {error}") from None
+        raise SystemExit(f"{stage}: {error}") from None
     seconds = time.perf_counter() - start
     save_backbone(backbone, name, out, input_size=images.shape[1:3])
     steps = sum(epoch.steps for epoch in history)

@@ -29,7 +29,7 @@ def main() -> None:
     try:
         labels = intra_camera_labels(features, index["camid"][train], cut, rerank)
     except ValueError as error:  # features that cannot be clustered: one line, nothing written
-        raise SystemExit(f"intra_cluster {args.round}: {shown(features_path)}: {error}") from None
+        raise SystemExit(f"{stage}: {shown(features_path)}: {error}") from None
     np.save(round_dir(args.round) / "intra_labels.npy", labels)
 
     per_camera = {f"c{cam}": int(labels[camera_index == i].max() + 1) for i, cam in enumerate(cameras)}

@@ -50,9 +50,9 @@ def main() -> None:
             augment=augmentation, device=device, seed=seed, bf16=bf16, progress=show_progress(),
         )
     except TrainingDiverged as error:  # nothing is saved: the weights are NaN
-        raise SystemExit(f"intra_train {args.round}: {error} (intra.lr is {sgd.lr})") from None
+        raise SystemExit(f"{stage}: {error} (intra.lr is {sgd.lr})") from None
     except ValueError as error:  # the data cannot make a batch (checked before the first step)
-        raise SystemExit(f"intra_train {args.round}: {error}") from None
+        raise SystemExit(f"{stage}: {error}") from None
     seconds = time.perf_counter() - start
     save_backbone(backbone, name, round_dir(args.round) / "intra_model.pt", heads=heads,
                   input_size=images.shape[1:3])

@@ -56,5 +56,5 @@ def git_commit(repo: str | os.PathLike) -> str | None:
         return head.stdout.strip()
     digest = hashlib.sha256(changed)
     for name in untracked:
-        digest.update(b"\0" + name + b"\0" + (Path(os.fsdecode(repo)) / os.fsdecode(name)).read_bytes())
+        digest.update(b"\0" + name + b"\0" + (Path(repo) / os.fsdecode(name)).read_bytes())
     return f"{head.stdout.strip()}-dirty-{digest.hexdigest()[:8]}"

@@ -30,8 +30,11 @@ EXPECTED_NAME = (
 )
 EXPECTED_LAYOUT = "bounding_box_train/, query/ and bounding_box_test/ (Market-1501 layout)"
 _NAME_RE = re.compile(r"^(?P<pid>-1|\d+)_c(?P<cam>\d+)(?:s\d+)?_[^/\\]*\.(?:jpe?g|png)$", re.IGNORECASE)
-# Image files a split folder may hold that are not read (only .jpg, .jpeg and .png are): an error, not
-# left out without a word. Other files there (Thumbs.db in the official Market-1501 zip) are ignored.
+# A file in a split folder is a crop when named like one, whatever its extension ('.jpe', '.jxl',
+# '.jpg.part', none): one not read (only .jpg, .jpeg and .png are) is an error, not left out without a
+# word. So is a file in one of the image formats below, however named. Other files there (Thumbs.db
+# in the official Market-1501 zip, readme.txt) are ignored.
+_CROP_START_RE = re.compile(r"^(?:-1|\d+)_c\d+(?:s\d+)?_", re.IGNORECASE)
 UNREAD_IMAGE_EXTENSIONS = (".bmp", ".gif", ".tif", ".tiff", ".webp", ".jp2", ".jfif", ".ppm", ".pgm", ".heic", ".avif")
 
 
@@ -55,6 +58,13 @@ def parse_market_name(filename: str) -> tuple[int, int]:
     if camid < 1:
         raise ValueError(f"cannot parse image name {filename!r}: camera ids are 1-based, got c{camid}")
     return pid, camid
+
+
+def _is_crop_or_image(member: str) -> bool:
+    """Whether a file in a split folder must be indexed or reported: named like a crop (any
+    extension, or none), or ending in an image extension."""
+    base = member.rpartition("/")[2]
+    return _CROP_START_RE.match(base) is not None or base.lower().endswith(IMAGE_EXTENSIONS + UNREAD_IMAGE_EXTENSIONS)
 
 
 def _layout_roots(names: list[str]) -> dict[str, dict[str, bool]]:
@@ -142,8 +152,9 @@ def index_market_zip(zip_path: str | os.PathLike, subset: str | None = None) -> 
     ``labeled/`` do, ``subset`` names the one to index (its last part, e.g. ``detected``, or a
     longer ``cuhk03-np/detected``); without it that is an error listing the candidates.
     Images are ``.jpg``, ``.jpeg`` or ``.png`` files (any case) directly inside the three folders;
-    other image files there (:data:`UNREAD_IMAGE_EXTENSIONS`) or images in their sub-folders are
-    an error, any other file (``Thumbs.db``, ``readme.txt``) is ignored.
+    other files there named like a crop (``0002_c1s1_000451_03.jxl``, any extension or none), other
+    image files (:data:`UNREAD_IMAGE_EXTENSIONS`) and images in their sub-folders are an error, any
+    other file (``Thumbs.db``, ``readme.txt``) is ignored.
 
     Returns columns ``image`` (member path), ``pid``, ``camid`` (1-based), ``split``
     (train / query / gallery). Junk (pid -1) is dropped, distractors (pid 0) kept.
@@ -161,7 +172,7 @@ def index_market_zip(zip_path: str | os.PathLike, subset: str | None = None) -> 
         if split is None:
             continue
         if "/" in rest or not member.lower().endswith(IMAGE_EXTENSIONS):
-            if member.lower().endswith(IMAGE_EXTENSIONS + UNREAD_IMAGE_EXTENSIONS):
+            if _is_crop_or_image(member):
                 unread.append(member)  # an image in a sub-folder, or in a format not read
             continue  # anything else (Thumbs.db, readme.txt, ...) is no crop
         try:

@@ -166,9 +166,13 @@ def test_empty_split(tmp_path):
     "bounding_box_train/0009_c1s1_000001_01.bmp", "query/0009_c1s1_000001_01.webp", "bounding_box_test/0009_c1s1_000001_01.TIF",
     "bounding_box_train/0009_c1s1_000001_01.tiff", "bounding_box_train/0009_c1s1_000001_01.gif",
     "bounding_box_train/cam1/0009_c1s1_000001_01.jpg", "bounding_box_test/extra/more/0009_c1s1_000001_01.png",
+    # named like a crop, in a format no fixed list of extensions named: dropped without a word
+    "query/0004_c1s2_000123_01.jpe", "query/0004_c1s2_000123_01.heif", "bounding_box_test/0004_c1s2_000123_01.jxl",
+    "bounding_box_train/0004_c1s2_000123_01.jpg.part", "query/0004_c1s2_000123_01", "query/-1_c1s2_000123_01.JXL",
 ])
 def test_images_that_would_be_left_out_are_an_error(tmp_path, name):
-    """Other image formats and images in sub-folders of a split folder were dropped without a word."""
+    """Other image formats, files named like a crop whatever their extension, and images in sub-folders
+    of a split folder were dropped without a word."""
     members = {**LAYOUT, TOP + name: jpeg_bytes(), TOP + "query/0010_c2s1_000001_01.gif": jpeg_bytes()}
     zip_path = make_zip(tmp_path / "more.zip", members)
     with pytest.raises(MarketFormatError) as err:

@@ -59,10 +59,16 @@ class ImageSource:
         return self._zip is not None
 
     def names(self) -> list[str]:
-        """Every file in the source ('/'-separated, folders excluded), sorted."""
-        if self._zip is not None:
-            return sorted(n for n in self._zip.namelist() if not n.endswith("/"))
-        return sorted(_folder_files(self.path))
+        """Every file in the source ('/'-separated, folders excluded), sorted. A zip holding two
+        members of one name is a SourceError naming it: zipfile lists both but reads only the last."""
+        if self._zip is None:
+            return sorted(_folder_files(self.path))
+        names = sorted(n for n in self._zip.namelist() if not n.endswith("/"))
+        repeated = next((name for name, after in zip(names, names[1:]) if name == after), None)
+        if repeated is not None:
+            raise SourceError(f"{self.path}: member {repeated!r} appears {names.count(repeated)} times; expected each "
+                              f"file once (only the last copy can be read)")
+        return names
 
     def image_names(self) -> list[str]:
         """The names of :meth:`names` that end in an image extension (any case), sorted, hidden

@@ -138,10 +138,14 @@ def _choose_root(zip_path: str, names: list[str], subset: str | None) -> str:
 def _read_names(zip_path: str) -> list[str]:
     """File names in the zip, with one-line errors for missing or broken files."""
     try:
-        with ImageSource(zip_path) as source:
-            return source.names()
+        source = ImageSource(zip_path)
     except SourceError as exc:
         raise MarketFormatError(f"{exc}; expected a Market-1501-layout .zip") from exc
+    with source:
+        try:
+            return source.names()
+        except SourceError as exc:  # a member twice: the message says what was expected
+            raise MarketFormatError(str(exc)) from exc
 
 
 def index_market_zip(zip_path: str | os.PathLike, subset: str | None = None) -> pd.DataFrame:

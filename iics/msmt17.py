@@ -163,7 +163,10 @@ def index_msmt17_zip(zip_path: str | os.PathLike) -> pd.DataFrame:
     except SourceError as exc:
         raise Msmt17FormatError(f"{exc}; expected the MSMT17 V2 zip (MSMT17_V2.zip)") from exc
     with source as src:
-        names = src.names()
+        try:
+            names = src.names()
+        except SourceError as exc:  # a member twice: the message says what was expected
+            raise Msmt17FormatError(str(exc)) from exc
         root = _find_root(zip_path, names)
         _check_image_folders(zip_path, names, root)
         lists = {name: _read_list(src, zip_path, root + name) for name in LIST_FILES}

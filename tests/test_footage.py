@@ -10,6 +10,7 @@ import zipfile
 import pandas as pd
 import pytest
 from PIL import Image
+from test_market import add_again
 
 from iics.footage import UNLABELLED, FootageFormatError, index_footage
 from iics.image_cache import build_image_cache
@@ -212,6 +213,16 @@ def test_duplicate_image(tmp_path):
     with raises_at(4) as err:
         index_footage(*make_footage(tmp_path, rows, images=["a.jpg", "b.jpg"]))
     assert err.match("duplicate image 'a.jpg', first listed on line 2")
+
+
+def test_image_twice_in_the_zip_is_an_error(tmp_path):
+    """zipfile reads only the last of two members of one name: the other image was lost unseen."""
+    csv_path, images_path = make_footage(tmp_path, TRAIN_ONLY)
+    add_again(images_path, "cam1/a.png", image_bytes("a.png", (0, 0, 0)))
+    with pytest.raises(ValueError) as err:
+        index_footage(csv_path, images_path)
+    assert str(err.value) == (f"{images_path}: member 'cam1/a.png' appears 2 times; expected each file once "
+                              f"(only the last copy can be read)")
 
 
 @pytest.mark.parametrize("as_zip", [True, False])

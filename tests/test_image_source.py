@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_footage import image_bytes
+from test_market import add_again
 
 from iics.footage import index_footage
 from iics.image_cache import build_image_cache, load_image_cache
@@ -151,3 +152,19 @@ def test_a_folder_that_cannot_be_listed_is_one_line_not_a_gap(tmp_path, monkeypa
     monkeypatch.setattr(os, "scandir", denied_in(tmp_path))
     with pytest.raises(SourceError, match=rf"^{tmp_path}: cannot list the folder \(Permission denied\)$"):
         ImageSource(tmp_path).names()
+
+
+def test_a_member_name_twice_in_a_zip_is_one_line(tmp_path):
+    """zipfile lists both copies but reads only the last: one image was lost, one listed twice."""
+    archive = tmp_path / "crops.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("cam1/", b"")
+        z.writestr("cam1/a.jpg", b"first")
+        z.writestr("cam1/b.jpg", b"b")
+    add_again(archive, "cam1/a.jpg", b"second")
+    add_again(archive, "cam1/a.jpg", b"third")
+    add_again(archive, "cam1/", b"")  # a folder entry twice holds no file: harmless
+    with ImageSource(archive) as source, pytest.raises(SourceError) as err:
+        source.names()
+    assert str(err.value) == (f"{archive}: member 'cam1/a.jpg' appears 3 times; expected each file once "
+                              f"(only the last copy can be read)")

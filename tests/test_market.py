@@ -6,6 +6,7 @@ import errno
 import io
 import os
 import re
+import warnings
 import zipfile
 
 import numpy as np
@@ -31,6 +32,13 @@ def make_zip(path, members: dict) -> str:
         for name, data in members.items():
             zf.writestr(name, data)
     return str(path)
+
+
+def add_again(zip_path, name: str, data: bytes) -> None:
+    """Append another member of an existing name (zipfile warns, and reads only the last copy)."""
+    with warnings.catch_warnings(), zipfile.ZipFile(zip_path, "a") as zf:
+        warnings.simplefilter("ignore", UserWarning)
+        zf.writestr(name, data)
 
 
 TOP = "Market-1501-v15.09.15/"
@@ -145,6 +153,16 @@ def test_missing_folder(tmp_path):
     members = {k: v for k, v in LAYOUT.items() if "/query/" not in k}
     with pytest.raises(ValueError, match=r"missing folder\(s\) query"):
         index_market_zip(make_zip(tmp_path / "noquery.zip", members))
+
+
+def test_member_twice_in_the_zip_is_an_error(tmp_path):
+    """The first copy of an image was lost and the second indexed twice, without a word."""
+    zip_path = make_zip(tmp_path / "twice.zip", LAYOUT)
+    add_again(zip_path, TOP + "query/0003_c1s2_000123_01.jpg", jpeg_bytes((0, 0, 0)))
+    with pytest.raises(MarketFormatError) as err:
+        index_market_zip(zip_path)
+    assert str(err.value) == (f"{zip_path}: member '{TOP}query/0003_c1s2_000123_01.jpg' appears 2 times; expected "
+                              f"each file once (only the last copy can be read)")
 
 
 def test_unparsable_name(tmp_path):

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 from test_image_source import DEFLATE64, ENCRYPTED, patch_central_entry
+from test_market import add_again
 
 from iics.image_source import ImageSource
 from iics.msmt17 import Msmt17FormatError, index_msmt17_zip, parse_msmt17_name
@@ -367,6 +368,15 @@ def test_blank_lines_only_is_empty(tmp_path):
     zip_path = make_msmt17_zip(tmp_path / "blank.zip", raw_lists={"list_query.txt": "\n  \r\n\n"})
     with raises_one_line(Msmt17FormatError, zip_path, r"split query is empty \(MSMT17_V2/list_query.txt holds no entries\)"):
         index_msmt17_zip(zip_path)
+
+
+def test_member_twice_in_the_zip_is_an_error(tmp_path):
+    zip_path = make_msmt17_zip(tmp_path / "MSMT17_V2.zip")
+    add_again(zip_path, f"{TOP}mask_test_v2/{QUERY[0][0]}", jpeg_bytes((0, 0, 0)))
+    with pytest.raises(Msmt17FormatError) as err:
+        index_msmt17_zip(zip_path)
+    assert str(err.value) == (f"{zip_path}: member '{TOP}mask_test_v2/{QUERY[0][0]}' appears 2 times; expected "
+                              f"each file once (only the last copy can be read)")
 
 
 def test_truncated_zip(tmp_path):

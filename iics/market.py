@@ -131,8 +131,28 @@ def _choose_root(zip_path: str, names: list[str], subset: str | None) -> str:
     missing = [folder for folder, split in FOLDER_SPLITS.items() if split not in candidates.get(root, {})]
     if missing:
         where = f" in {root}" if root else ""
-        raise MarketFormatError(f"{zip_path}: missing folder(s) {', '.join(missing)}{where}; expected {EXPECTED_LAYOUT}")
+        raise MarketFormatError(f"{zip_path}: missing folder(s) {', '.join(missing)}{where}; expected {EXPECTED_LAYOUT}"
+                                f"{_missing_folders_hint(names, missing)}")
     return root
+
+
+def _missing_folders_hint(names: list[str], missing: list[str]) -> str:
+    """Why split folders may seem missing: member names with '\\' separators (as some Windows tools
+    write), or folders spelt in another case ('Bounding_Box_Train/'). '' when neither."""
+    visible = [member for member in names if not is_hidden(member)]
+    backslashed = next((member for member in visible if "\\" in member), None)
+    if backslashed is not None:
+        return (f"; the member names use '\\' between folders, e.g. '{backslashed}'; expected '/' "
+                f"(zip the folders again with a tool that writes '/')")
+    variants = set()
+    for member in visible:
+        parts = member.split("/")
+        for depth, part in enumerate(parts[:-1]):
+            if part.lower() in missing and part not in missing:
+                variants.add("/".join(parts[:depth + 1]) + "/")
+    if variants:
+        return f"; found {', '.join(sorted(variants))} (folder names are case-sensitive)"
+    return ""
 
 
 def _read_names(zip_path: str) -> list[str]:

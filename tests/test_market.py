@@ -16,7 +16,7 @@ from PIL import Image
 from iics import image_cache
 from iics.image_cache import ImageCacheError, build_image_cache, decode_image, load_image_cache
 from iics.image_source import ImageSource
-from iics.market import MarketFormatError, index_market_zip, parse_market_name
+from iics.market import EXPECTED_LAYOUT, MarketFormatError, index_market_zip, parse_market_name
 
 
 def jpeg_bytes(colour=(200, 30, 40), size=(20, 40), mode="RGB") -> bytes:
@@ -163,6 +163,33 @@ def test_member_twice_in_the_zip_is_an_error(tmp_path):
         index_market_zip(zip_path)
     assert str(err.value) == (f"{zip_path}: member '{TOP}query/0003_c1s2_000123_01.jpg' appears 2 times; expected "
                               f"each file once (only the last copy can be read)")
+
+
+MISSING_ALL = ("missing folder(s) bounding_box_train, query, bounding_box_test; expected bounding_box_train/, "
+               "query/ and bounding_box_test/ (Market-1501 layout)")
+
+
+def test_backslash_separators_are_named_when_the_folders_are_missing(tmp_path):
+    """A zip written with Windows separators was only 'missing folder(s)', though they were all there."""
+    members = {name.replace("/", "\\"): data for name, data in LAYOUT.items() if not name.endswith("/")}
+    zip_path = make_zip(tmp_path / "windows.zip", members)
+    with pytest.raises(MarketFormatError) as err:
+        index_market_zip(zip_path)
+    assert str(err.value) == (
+        f"{zip_path}: {MISSING_ALL}; the member names use '\\' between folders, e.g. "
+        f"'Market-1501-v15.09.15\\bounding_box_test\\-1_c3s2_000123_01.jpg'; expected '/' "
+        f"(zip the folders again with a tool that writes '/')")
+
+
+def test_folders_differing_only_in_case_are_named_when_the_folders_are_missing(tmp_path):
+    members = {name.replace("bounding_box_train/", "Bounding_Box_Train/").replace("/query/", "/QUERY/"): data
+               for name, data in LAYOUT.items()}
+    zip_path = make_zip(tmp_path / "case.zip", members)
+    with pytest.raises(MarketFormatError) as err:
+        index_market_zip(zip_path)
+    assert str(err.value) == (
+        f"{zip_path}: missing folder(s) bounding_box_train, query in {TOP}; expected {EXPECTED_LAYOUT}; found "
+        f"{TOP}Bounding_Box_Train/, {TOP}QUERY/ (folder names are case-sensitive)")
 
 
 def test_unparsable_name(tmp_path):

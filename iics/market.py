@@ -187,7 +187,7 @@ def index_market_zip(zip_path: str | os.PathLike, subset: str | None = None) -> 
     zip_path = os.fspath(zip_path)
     names = _read_names(zip_path)
     root = _choose_root(zip_path, names, subset or None)
-    rows, unread = [], []
+    rows, unread, junk = [], [], dict.fromkeys(SPLITS, 0)
     for member in names:
         if is_hidden(member) or not member.startswith(root):
             continue
@@ -203,7 +203,9 @@ def index_market_zip(zip_path: str | os.PathLike, subset: str | None = None) -> 
             pid, camid = parse_market_name(member)
         except ValueError as exc:
             raise MarketFormatError(f"{zip_path}: {exc}") from None
-        if pid != JUNK_PID:
+        if pid == JUNK_PID:
+            junk[split] += 1
+        else:
             rows.append((member, pid, camid, split))
     if unread:
         train, query, gallery = (f"{root}{folder}/" for folder in SPLIT_FOLDERS.values())
@@ -213,9 +215,13 @@ def index_market_zip(zip_path: str | os.PathLike, subset: str | None = None) -> 
             f"(convert the others, or move them out of these folders)"
         )
     for split in SPLITS:
-        if not any(row[3] == split for row in rows):
-            raise MarketFormatError(
-                f"{zip_path}: folder {root}{SPLIT_FOLDERS[split]}/ has no usable .jpg or .png images "
-                f"(expected person crops named {EXPECTED_NAME})"
-            )
+        if any(row[3] == split for row in rows):
+            continue
+        folder = f"{root}{SPLIT_FOLDERS[split]}/"
+        if junk[split]:
+            raise MarketFormatError(f"{zip_path}: folder {folder} has {junk[split]} image(s), all junk (pid -1, left out); "
+                                    f"expected at least one crop with a pid of 0 or more")
+        raise MarketFormatError(
+            f"{zip_path}: folder {folder} has no usable .jpg or .png images (expected person crops named {EXPECTED_NAME})"
+        )
     return index_table(rows, sort_by_image=True)

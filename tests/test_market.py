@@ -16,7 +16,7 @@ from PIL import Image
 from iics import image_cache
 from iics.image_cache import ImageCacheError, build_image_cache, decode_image, load_image_cache
 from iics.image_source import ImageSource
-from iics.market import EXPECTED_LAYOUT, MarketFormatError, index_market_zip, parse_market_name
+from iics.market import EXPECTED_LAYOUT, EXPECTED_NAME, MarketFormatError, index_market_zip, parse_market_name
 
 
 def jpeg_bytes(colour=(200, 30, 40), size=(20, 40), mode="RGB") -> bytes:
@@ -202,9 +202,24 @@ def test_unparsable_name(tmp_path):
 def test_empty_split(tmp_path):
     members = {k: v for k, v in LAYOUT.items() if "/bounding_box_test/" not in k}
     members[TOP + "bounding_box_test/"] = b""
+    members[TOP + "bounding_box_test/Thumbs.db"] = b"junk"
+    zip_path = make_zip(tmp_path / "empty.zip", members)
+    with pytest.raises(MarketFormatError) as err:
+        index_market_zip(zip_path)
+    assert str(err.value) == (f"{zip_path}: folder {TOP}bounding_box_test/ has no usable .jpg or .png images "
+                              f"(expected person crops named {EXPECTED_NAME})")
+
+
+def test_split_of_junk_only_says_so(tmp_path):
+    """A folder of junk crops only was said to have no usable images, as if it held none."""
+    members = {k: v for k, v in LAYOUT.items() if "/bounding_box_test/" not in k}
     members[TOP + "bounding_box_test/-1_c1s1_000001_01.jpg"] = jpeg_bytes()
-    with pytest.raises(ValueError, match="bounding_box_test/ has no usable"):
-        index_market_zip(make_zip(tmp_path / "empty.zip", members))
+    members[TOP + "bounding_box_test/-1_c2s1_000001_01.jpg"] = jpeg_bytes()
+    zip_path = make_zip(tmp_path / "junk.zip", members)
+    with pytest.raises(MarketFormatError) as err:
+        index_market_zip(zip_path)
+    assert str(err.value) == (f"{zip_path}: folder {TOP}bounding_box_test/ has 2 image(s), all junk (pid -1, left "
+                              f"out); expected at least one crop with a pid of 0 or more")
 
 
 @pytest.mark.parametrize("name", [

@@ -62,6 +62,28 @@ def _record_start_line(csv_path: str, record: int) -> int | str:
     return f"{record} (CSV record)"  # only where the csv module and pandas disagree on the records
 
 
+def _unclosed_quote_line(csv_path: str, record: int) -> int | str:
+    """The file line on which a quoted cell opens that is never closed. Quotes follow pandas' rules:
+    a quote opens a quoted cell only as the cell's first character (elsewhere it is a character of
+    the cell), and two quotes inside a quoted cell stand for one. Should the scan find no such
+    quote, the line on which ``record`` (pandas' 1-based record holding the cell) starts."""
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        text = f.read()
+    opened, escaped = None, -1
+    for match in re.finditer('"', text):
+        at = match.start()
+        if at == escaped:
+            continue
+        if opened is None:
+            if at == 0 or text[at - 1] in ",\r\n":
+                opened = at
+        elif text.startswith('"', at + 1):
+            escaped = at + 1
+        else:
+            opened = None
+    return _record_start_line(csv_path, record) if opened is None else text.count("\n", 0, opened) + 1
+
+
 def _read_cells(csv_path: str) -> tuple[list[str], list[list[str]], list[int]]:
     """(header cells, data rows as lists of str, the file line each data row starts on)."""
     if not os.path.isfile(csv_path):
@@ -78,6 +100,11 @@ def _read_cells(csv_path: str) -> tuple[list[str], list[list[str]], list[int]]:
         what = "empty file" if empty else "no header on line 1 (found a blank line)"
         raise _fail(csv_path, 1, f"{what}; expected a header row with columns {_EXPECTED_HEADER} on line 1") from None
     except pd.errors.ParserError as exc:
+        unclosed = re.search(r"EOF inside string starting at row (\d+)", str(exc))  # pandas' rows count from 0
+        if unclosed is not None:
+            line = _unclosed_quote_line(csv_path, int(unclosed.group(1)) + 1)
+            raise _fail(csv_path, line, 'a quote is opened and never closed; expected a closing " at the end of the '
+                                        'quoted cell (a quote within it written as "")') from None
         found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         if found is None:
             raise FootageFormatError(f"{csv_path}: not a readable CSV file ({exc})") from None

@@ -395,6 +395,21 @@ def test_ragged_row_after_multiline_cell_names_its_file_line(tmp_path, csv_text,
     check_one_line(err)
 
 
+@pytest.mark.parametrize("csv_text, line", [
+    ('image,camid\na.jpg,1\nb.jpg,2\n"c.jpg,3\nd.jpg,4\n', 4),            # pandas said 'row 3'
+    ('image,camid\n\n"odd\nname.jpg",1\n\n"c.jpg,3\nd.jpg,4\n', 6),      # blank lines and a multi-line cell before
+    ('image,camid\na.jpg,1\nb.jpg,"2', 3),                                  # in the last cell of the last line
+    ('image,camid\nb"x.jpg,1\n"a""b.jpg,2\n', 3),                          # a quote inside a cell, and "" inside quotes
+    ('image,camid\n"odd\nname.jpg","1\nb.jpg,2\n', 3),                    # after a closed multi-line cell in its row
+])
+def test_unclosed_quote_names_the_line_it_opens_on(tmp_path, csv_text, line):
+    csv_path, images_path = make_footage(tmp_path, None, images=["a.jpg"], csv_text=csv_text)
+    with pytest.raises(FootageFormatError) as err:
+        index_footage(csv_path, images_path)
+    assert str(err.value) == (f'{csv_path}: line {line}: a quote is opened and never closed; expected a closing " '
+                              f'at the end of the quoted cell (a quote within it written as "")')
+
+
 def test_line_numbers_count_blank_and_multiline_cells(tmp_path):
     csv_text = 'image,camid\n\n"odd\nname.jpg",1\nb.jpg,x\n'
     csv_path, images_path = make_footage(tmp_path, None, images=["odd\nname.jpg", "b.jpg"], csv_text=csv_text)

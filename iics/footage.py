@@ -27,7 +27,7 @@ import unicodedata
 import pandas as pd
 
 from iics.image_source import ImageSource, is_hidden
-from iics.index import SPLITS, fits_int64, index_table, unmatched_queries_problem
+from iics.index import INT64_MAX, SPLITS, fits_int64, index_table, unmatched_queries_problem
 
 REQUIRED_COLUMNS = ("image", "camid")
 OPTIONAL_COLUMNS = ("pid", "split")
@@ -149,10 +149,12 @@ def _column_positions(csv_path: str, header: list[str]) -> dict[str, int]:
 def _parse_integer(csv_path: str, line: int, column: str, text: str, hint: str = "") -> int:
     """A non-negative integer cell (surrounding spaces allowed)."""
     value = text.strip()
-    if _INTEGER_RE.fullmatch(value) and fits_int64(value):
+    digits = _INTEGER_RE.fullmatch(value) is not None
+    if digits and fits_int64(value):
         return int(value)
     found = "an empty cell" if not value else repr(text if len(text) <= 40 else text[:37] + "...")
-    raise _fail(csv_path, line, f"{column}: expected a non-negative integer{hint}, found {found}")
+    limit = f" of at most {INT64_MAX}" if digits else ""  # pid and camid are stored as int64
+    raise _fail(csv_path, line, f"{column}: expected a non-negative integer{limit}{hint}, found {found}")
 
 
 def _check_splits(csv_path: str, splits: list[str], pids: list[int], camids: list[int], lines: list[int]) -> None:

@@ -182,8 +182,12 @@ def test_bad_header(tmp_path, header, message):
         ("1.5", "camid: expected a non-negative integer, found '1.5'"),
         ("", "camid: expected a non-negative integer, found an empty cell"),
         ("NA", "camid: expected a non-negative integer, found 'NA'"),
-        ("9223372036854775808", "camid: expected a non-negative integer, found '9223372036854775808'"),
-        ("7" * 5000, f"camid: expected a non-negative integer, found '{'7' * 37}...'$"),  # over int()'s digit limit
+        # beyond int64: 'expected a non-negative integer' alone contradicted what was found
+        ("9223372036854775808", "camid: expected a non-negative integer of at most 9223372036854775807, "
+                                "found '9223372036854775808'$"),
+        ("99999999999999999999", "camid: expected a non-negative integer of at most 9223372036854775807, "
+                                 "found '99999999999999999999'$"),
+        ("7" * 5000, f"camid: expected a non-negative integer of at most 9223372036854775807, found '{'7' * 37}...'$"),
     ],
 )
 def test_bad_camid(tmp_path, camid, message):
@@ -199,6 +203,14 @@ def test_bad_pid(tmp_path, pid):
     with raises_at(3) as err:
         index_footage(*make_footage(tmp_path, rows))
     assert err.match(rf"pid: expected a non-negative integer \(or an empty cell .*\), found '{pid}'")
+
+
+def test_pid_beyond_int64_names_the_limit(tmp_path):
+    rows = [["image", "camid", "pid"], ["a.jpg", "1", "4"], ["b.jpg", "2", "99999999999999999999"]]
+    with raises_at(3) as err:
+        index_footage(*make_footage(tmp_path, rows))
+    assert err.match(r"pid: expected a non-negative integer of at most 9223372036854775807 \(or an empty cell for an "
+                     r"unlabelled image\), found '99999999999999999999'$")
 
 
 def test_unknown_split(tmp_path):

@@ -125,6 +125,9 @@ def _single_zip(raw_dir: Path) -> Path:
 
 def _official_zip(raw_dir: Path, release: OfficialRelease) -> Path:
     path = raw_dir / release.zip_name
+    if path.is_dir():
+        raise DatasetError(f"{path}: a folder, not a zip file; the {release.title} configuration expects the official "
+                           f"zip there, as downloaded (not unpacked)")
     if not path.is_file():
         found = ", ".join(sorted(p.name for p in raw_dir.glob("*"))) if raw_dir.is_dir() else "no such folder"
         raise DatasetError(

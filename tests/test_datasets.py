@@ -117,6 +117,17 @@ def test_official_name_needs_the_official_zip(tmp_path):
         index_dataset(raw, "market1501", "market")
 
 
+def test_official_zip_path_that_is_a_folder_says_so(tmp_path):
+    """An unpacked copy named like the zip was 'not found' while the listing showed that very name."""
+    raw = tmp_path / "raw"
+    (raw / "Market-1501-v15.09.15.zip" / "query").mkdir(parents=True)
+    with pytest.raises(DatasetError) as err:
+        index_dataset(raw, "market1501", "market")
+    assert str(err.value) == (
+        f"{raw / 'Market-1501-v15.09.15.zip'}: a folder, not a zip file; the Market-1501 configuration expects the "
+        f"official zip there, as downloaded (not unpacked)")
+
+
 def test_truncated_official_zip_is_reported(tiny_market_release, monkeypatch):
     raw, release = tiny_market_release
     path = raw / release.zip_name

@@ -10,7 +10,8 @@ Three layouts are understood:
 
 Datasets named after an official release (:data:`OFFICIAL`) must be that release's zip: its md5
 (where published) and its image, identity and camera counts are checked, and any mismatch
-stops extraction.
+stops extraction. A name differing from an official one only in case (``Market1501``) is an
+error, not an unchecked copy.
 """
 
 from __future__ import annotations
@@ -179,6 +180,12 @@ def index_dataset(
     if not raw_dir.is_dir():
         raise DatasetError(f"{raw_dir}: no such folder; put the dataset files there (see data/README.md)")
     release = OFFICIAL.get(name)
+    if release is None and isinstance(name, str) and name.lower() in OFFICIAL:
+        official = name.lower()
+        raise DatasetError(
+            f"dataset.name {name!r} differs from the official {official!r} only in case; use {official!r} for its "
+            f"checksums and counts, or another name for an unchecked {OFFICIAL[official].layout}-layout zip"
+        )
     if release is not None and layout != release.layout:
         raise DatasetError(
             f"dataset {name!r} is the official {release.title} release, layout {release.layout!r}; "

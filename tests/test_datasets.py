@@ -158,6 +158,21 @@ def test_msmt17_release_counts(tmp_path, monkeypatch):
         check_official_counts(index, dataclasses.replace(release, train_ids=4, cameras=15), str(source))
 
 
+@pytest.mark.parametrize("name, official, layout", [("Market1501", "market1501", "market"), ("DukeMTMC", "dukemtmc", "market"),
+                                                    ("MSMT17", "msmt17", "msmt17")])
+def test_name_differing_from_an_official_one_only_in_case_is_an_error(tmp_path, name, official, layout):
+    """'Market1501' skipped the md5 and counts of 'market1501' without a word (and on a case-insensitive
+    file system data/Market1501/raw/ is the official zip's folder)."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    make_zip(raw / "Market-1501-v15.09.15.zip", LAYOUT)
+    with pytest.raises(DatasetError) as err:
+        index_dataset(raw, name, layout)
+    assert str(err.value) == (f"dataset.name {name!r} differs from the official {official!r} only in case; use "
+                              f"{official!r} for its checksums and counts, or another name for an unchecked "
+                              f"{layout}-layout zip")
+
+
 def test_any_market_layout_zip_is_indexed_without_checks(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()

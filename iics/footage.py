@@ -186,6 +186,33 @@ def _nfc(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
+def _broken_link(folder: str, image: str) -> str | None:
+    """The first part of ``image``'s path ('cam3', or the whole name) that is a symbolic link in
+    ``folder`` whose target does not exist, or None."""
+    parts = image.split("/")
+    for depth in range(1, len(parts) + 1):
+        path = os.path.join(folder, *parts[:depth])
+        if not os.path.lexists(path):
+            return None
+        if os.path.islink(path) and not os.path.exists(path):
+            return "/".join(parts[:depth])
+    return None
+
+
+def _check_links(csv_path: str, folder: str, missing: list[tuple[int, str]]) -> None:
+    """An error for the first missing image behind a broken symbolic link (a crop store that moved,
+    a camera's folder on a disk not mounted): not found in the folder, but for another reason."""
+    broken = [(line, image, link) for line, image in missing if (link := _broken_link(folder, image)) is not None]
+    if not broken:
+        return
+    line, image, link = broken[0]
+    subject = f"image {image!r}" if link == image else f"image {image!r}: its folder {link!r}"
+    more = f"; {len(broken) - 1} more listed image(s) are behind broken links" if len(broken) > 1 else ""
+    target = os.readlink(os.path.join(folder, link))
+    raise _fail(csv_path, line, f"{subject} is a broken symbolic link in {folder} (to {target!r}, which does not exist)"
+                                f"{more}; expected each link to lead to an existing file or folder")
+
+
 def _match_images(csv_path: str, images_path: str, images: list[str], lines: list[int]) -> list[str]:
     """The source's name of every listed image (only names are read): the name itself, or the one
     name in the source equal to it under Unicode NFC. A name typed in NFC ('é' as one code point)
@@ -206,6 +233,8 @@ def _match_images(csv_path: str, images_path: str, images: list[str], lines: lis
             missing.append((line, image))
     if not missing:
         return matched
+    if kind == "folder":
+        _check_links(csv_path, images_path, missing)
     shown = ", ".join(f"line {line} {image!r}" for line, image in missing[:MISSING_SHOWN])
     if len(missing) > MISSING_SHOWN:
         shown += f" and {len(missing) - MISSING_SHOWN} more"

@@ -12,7 +12,7 @@ import pytest
 from test_footage import image_bytes
 from test_market import add_again
 
-from iics.footage import index_footage
+from iics.footage import FootageFormatError, index_footage
 from iics.image_cache import build_image_cache, load_image_cache
 from iics.image_source import ImageSource, SourceError
 
@@ -73,6 +73,26 @@ def test_footage_of_symlinked_images_extracts(linked_folder, tmp_path):
     assert cache.shape == (3, 12, 6, 3)
     assert cache[1, 6, 3, 1] > 150 and cache[0, 6, 3, 0] > 150  # green (linked) and red (real) images
     np.testing.assert_array_equal(cache[1], cache[2])
+
+
+def test_broken_links_are_named_with_their_target_not_found(linked_folder, tmp_path):
+    """A crop linked to a store that moved (or a camera folder on a disk not mounted) was 'not found'."""
+    (linked_folder / "cam2" / "gone.jpg").symlink_to(tmp_path / "store" / "gone.jpg")
+    (linked_folder / "cam4").symlink_to(tmp_path / "disk2" / "cam4", target_is_directory=True)
+    csv_path = tmp_path / "images.csv"
+    csv_path.write_text("image,camid\nnear.jpg,1\ncam2/gone.jpg,2\ncam4/a.jpg,4\ncam4/b.jpg,4\n")
+    with pytest.raises(FootageFormatError) as err:
+        index_footage(csv_path, linked_folder)
+    assert str(err.value) == (
+        f"{csv_path}: line 3: image 'cam2/gone.jpg' is a broken symbolic link in {linked_folder} (to "
+        f"'{tmp_path / 'store' / 'gone.jpg'}', which does not exist); 2 more listed image(s) are behind broken links; "
+        f"expected each link to lead to an existing file or folder")
+    csv_path.write_text("image,camid\nnear.jpg,1\ncam4/a.jpg,4\n")
+    with pytest.raises(FootageFormatError) as err:
+        index_footage(csv_path, linked_folder)
+    assert str(err.value) == (
+        f"{csv_path}: line 3: image 'cam4/a.jpg': its folder 'cam4' is a broken symbolic link in {linked_folder} (to "
+        f"'{tmp_path / 'disk2' / 'cam4'}', which does not exist); expected each link to lead to an existing file or folder")
 
 
 def test_image_names_keep_images_and_drop_other_and_hidden_files(tmp_path):

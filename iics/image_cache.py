@@ -64,8 +64,10 @@ def decode_image(source: ImageSource, member: str, height: int, width: int) -> n
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             rgb = _to_rgb(img)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError, zlib.error,
-            EOFError) as exc:
+    except UnidentifiedImageError as exc:  # its message shows the in-memory file's repr, not the image
+        raise ImageCacheError(source.path, f"cannot decode image {member!r} (in no image format Pillow reads: not an "
+                                           f"image, or damaged)") from exc
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError, zlib.error, EOFError) as exc:
         raise ImageCacheError(source.path, f"cannot decode image {member!r} ({exc})") from exc
     if rgb.size != (width, height):
         rgb = rgb.resize((width, height), _BICUBIC)

@@ -395,6 +395,16 @@ def test_image_cache_corrupt_image_is_atomic(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["imgs.zip"]
 
 
+@pytest.mark.parametrize("data", [b"not an image", b""])
+def test_image_no_decoder_knows_names_the_image_without_pillows_object_repr(tmp_path, data):
+    """Pillow's message held '<_io.BytesIO object at 0x7f6d...>', which says nothing to the user."""
+    zip_path = make_zip(tmp_path / "imgs.zip", {"a/good.jpg": jpeg_bytes(), "a/bad.jpg": data})
+    with pytest.raises(ImageCacheError) as err:
+        build_image_cache(zip_path, ["a/good.jpg", "a/bad.jpg"], 8, 4, tmp_path / "images.npy", progress=False)
+    assert str(err.value) == (f"{zip_path}: cannot decode image 'a/bad.jpg' (in no image format Pillow reads: not an "
+                              f"image, or damaged)")
+
+
 def test_image_cache_missing_member(tmp_path):
     zip_path = make_zip(tmp_path / "imgs.zip", {"a/good.jpg": jpeg_bytes()})
     with pytest.raises(ValueError, match="a/gone.jpg"):

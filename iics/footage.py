@@ -13,8 +13,10 @@ The CSV has a header row; its columns may come in any order:
   to evaluate.
 
 Any other column is an error, so that a misspelt name (``camera``) does not go unnoticed. Every
-problem is reported as a one-line :class:`FootageFormatError` naming the CSV and its line.
-Only the names of the files in the source are read, never their bytes.
+problem in the CSV, or with an image it lists, is reported as a one-line
+:class:`FootageFormatError` naming the CSV and its line; a source that cannot be read is a
+one-line :class:`iics.image_source.SourceError` naming it. Only the names of the files in the
+source are read, never their bytes.
 """
 
 from __future__ import annotations
@@ -260,7 +262,10 @@ def index_footage(csv_path: str | os.PathLike, images_path: str | os.PathLike) -
     the CSV gives it, or as the source spells it where the two differ only in Unicode
     normalisation), ``pid`` (:data:`UNLABELLED` where unknown), ``camid``, ``split``; rows
     ordered train, query, gallery, each in CSV order. Raises :class:`FootageFormatError` for
-    any problem in the CSV or an image it lists that the source lacks.
+    any problem in the CSV or an image it lists that the source lacks (or holds behind a broken
+    link); :class:`iics.image_source.SourceError` for a source that cannot be read (not a readable
+    zip, a member name held twice, a sub-folder that cannot be listed); FileNotFoundError for a
+    missing CSV or source. All but the last are ValueErrors with a one-line message.
     """
     csv_path, images_path = os.fspath(csv_path), os.fspath(images_path)
     header, rows, row_lines = _read_cells(csv_path)

@@ -14,6 +14,7 @@ from test_market import add_again
 
 from iics.footage import UNLABELLED, FootageFormatError, index_footage
 from iics.image_cache import build_image_cache
+from iics.image_source import SourceError
 from iics.index import has_evaluation_split, has_train_identities
 
 
@@ -435,6 +436,17 @@ def test_missing_csv_or_source(tmp_path):
     csv_path, _ = make_footage(tmp_path, TRAIN_ONLY)
     with pytest.raises(FileNotFoundError, match="gone.zip"):
         index_footage(csv_path, tmp_path / "gone.zip")
+
+
+def test_unreadable_zip_is_a_source_error_naming_it(tmp_path):
+    """As index_footage's docstring says: a SourceError (a ValueError) naming the zip, not the CSV."""
+    csv_path, images_path = make_footage(tmp_path, TRAIN_ONLY)
+    with open(images_path, "r+b") as f:
+        f.truncate(40)
+    with pytest.raises(SourceError) as err:
+        index_footage(csv_path, images_path)
+    assert str(err.value) == f"{images_path}: not a readable zip file (File is not a zip file)"
+    assert not isinstance(err.value, FootageFormatError) and isinstance(err.value, ValueError)
 
 
 def test_unreadable_csv_is_one_line(tmp_path, monkeypatch):

@@ -194,3 +194,25 @@ def k_reciprocal(dist, k1: int = 20, k2: int = 6, lambda_value: float = 0.3):
         del rank
         out = _jaccard_combine(D, rows, cols, vals, VT, lam)
     return out if is_torch else out.numpy()
+
+
+def dense_bytes(n: int) -> int:
+    """Bytes the n x n float32 matrices of re-ranking ``n`` images take together: the input
+    distances, their rescaled copy (which becomes the output) and the dense ``V^T``. The chunked
+    temporaries come on top (at most a few ``MAX_CHUNK_ELEMENTS`` each)."""
+    return 3 * 4 * n * n
+
+
+def query_gallery(dist, num_query: int, k1: int = 20, k2: int = 6, lambda_value: float = 0.3):
+    """The query x gallery block of ``k_reciprocal(dist)``, a new array or tensor.
+
+    ``dist`` is the square distance matrix of the queries followed by the gallery images: at
+    evaluation, re-ranking treats both as one set, so a gallery image's neighbours include the
+    queries (Zhong et al.'s protocol).
+    """
+    n = dist.shape[0]
+    if not 0 < num_query < n:
+        raise ValueError(f"num_query must leave at least one query and one gallery image, got {num_query} of {n}")
+    reranked = k_reciprocal(dist, k1, k2, lambda_value)
+    block = reranked[:num_query, num_query:]
+    return block.clone() if isinstance(block, torch.Tensor) else block.copy()

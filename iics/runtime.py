@@ -29,6 +29,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free on `device` now: CUDA's own count, or the host's MemAvailable (Linux's estimate
+    of what can be allocated without swapping); None where the system does not say."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
 PRECISIONS = ("auto", "bf16", "float32")
 
 

@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from common import (inputs_must_load, load_images, load_index, load_params, round_dir, round_metrics_dir,
                     show_progress, write_json)
 from model_errors import model_must_work
-from params_io import device_and_precision, integer
+from params_io import device_and_precision, evaluation_reranking, integer
 
+from iics import rerank
 from iics.checkpoint import load_backbone
 from iics.evaluation import evaluate
 from iics.features import cosine_distance, extract_features
 from iics.index import has_evaluation_split, split_rows
+from iics.runtime import free_memory
 
 NO_TEST_SET = "the dataset has no query/gallery images with identities"
 
@@ -24,6 +28,7 @@ def main() -> None:
     params = load_params()
     batch = integer(params, "features.batch_size")
     device, bf16 = device_and_precision(params)
+    reranking = evaluation_reranking(params)
     index = load_index(params, stage)
     if not has_evaluation_split(index):
         write_json(round_metrics_dir(args.round) / "eval.json", {"evaluated": False, "reason": NO_TEST_SET})
@@ -41,10 +46,26 @@ def main() -> None:
         g = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="gallery",
                              rows=gallery)
     pids, cams = index["pid"], index["camid"]
-    scores = evaluate(cosine_distance(q, g), pids[query], pids[gallery], cams[query], cams[gallery])
+    labels = pids[query], pids[gallery], cams[query], cams[gallery]
+    scores = evaluate(cosine_distance(q, g), *labels)
+    if reranking is not None:
+        scores.update({f"rerank_{k}": v for k, v in evaluate(reranked_distances(q, g, reranking, device, stage),
+                                                              *labels).items()})
     scores = {"evaluated": True, **{k: round(float(v), 2) for k, v in scores.items()}}
     write_json(round_metrics_dir(args.round) / "eval.json", scores)
     print(f"evaluate {args.round}: " + "  ".join(f"{k} {v:.2f}" for k, v in scores.items() if k != "evaluated"))
+
+
+def reranked_distances(q, g, reranking, device, stage: str):
+    """Query x gallery distances after k-reciprocal re-ranking of both sets as one, on `device`;
+    a one-line exit before the work when the matrices would not fit in its free memory."""
+    n = len(q) + len(g)
+    need, free = rerank.dense_bytes(n), free_memory(device)
+    if free is not None and need > free:
+        raise SystemExit(f"{stage}: re-ranking {n:,} query and gallery images needs about {need / 2**30:.1f} GiB, "
+                         f"and {device} has {free / 2**30:.1f} GiB free; set evaluate.rerank.enabled=false")
+    both = torch.cat([q, g]).to(device)
+    return rerank.query_gallery(cosine_distance(both), len(q), reranking.k1, reranking.k2, reranking.lambda_value)
 
 
 if __name__ == "__main__":

@@ -70,9 +70,15 @@ def inter_cut(params: dict) -> ClusterCut:
     return _cut(params, "inter")
 
 
-def reranking(params: dict) -> Reranking:
-    r = params["clustering"]["rerank"]
-    return _checked("clustering.rerank.", Reranking, k1=r["k1"], k2=r["k2"], lambda_value=r["lambda"])
+def reranking(params: dict, key: str = "clustering.rerank") -> Reranking:
+    """The k-reciprocal settings at dotted `key`: the clustering's, or `evaluate.rerank`."""
+    r = _value(params, key)
+    return _checked(f"{key}.", Reranking, k1=r["k1"], k2=r["k2"], lambda_value=r["lambda"])
+
+
+def evaluation_reranking(params: dict) -> Reranking | None:
+    """`evaluate.rerank`'s settings when it is enabled, else None."""
+    return reranking(params, "evaluate.rerank") if flag(params, "evaluate.rerank.enabled") else None
 
 
 def optimizer(params: dict, group: str) -> Optimizer:
@@ -102,12 +108,17 @@ def inter_training(params: dict) -> InterTraining:
     )
 
 
+def flag(params: dict, key: str) -> bool:
+    """The true or false at dotted `key` (text such as 'no' would read as true)."""
+    value = _value(params, key)
+    if not isinstance(value, bool):
+        raise SystemExit(f"params.yaml: {key} must be true or false, got {value!r}")
+    return value
+
+
 def inter_enabled(params: dict) -> bool:
-    """`inter.enabled`: true or false (text such as 'no' would read as true)."""
-    enabled = params["inter"]["enabled"]
-    if not isinstance(enabled, bool):
-        raise SystemExit(f"params.yaml: inter.enabled must be true or false, got {enabled!r}")
-    return enabled
+    """`inter.enabled`: true or false."""
+    return flag(params, "inter.enabled")
 
 
 def stage_seed(params: dict, t: int, offset: int) -> int:

@@ -3,6 +3,7 @@ with another clustering threshold, then `dvc metrics diff`."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -38,9 +39,25 @@ def test_repro_then_experiment_changes_metrics(tmp_path):
     assert second != first
     diff = run([dvc, "metrics", "diff"], tmp_path, env)
     assert "mAP" in diff
+    assert_reranked_scores_rerun_only_the_evaluations(dvc, tmp_path, env, second)
     assert_stages_list_params_they_read(tmp_path, env)
     assert_bad_value_stops_the_experiment_in_one_line(dvc, tmp_path, env)
     assert_broken_model_and_features_stop_in_one_line(tmp_path, env)
+
+
+def assert_reranked_scores_rerun_only_the_evaluations(dvc, repo, env, plain: dict) -> None:
+    """`-S evaluate.rerank.enabled=true` on top of the last experiment reruns the evaluations and
+    what reads their scores, no training or clustering; the plain scores stay as they were, the
+    re-ranked ones come beside them. (The experiment's own `-S` is given again: DVC composes
+    params.yaml afresh from conf/ and the overrides of each run.)"""
+    out = run([dvc, "exp", "run", "-S", "clustering.threshold=0.3", "-S", "evaluate.rerank.enabled=true"], repo, env)
+    ran = {name.split("@")[0] for name in re.findall(r"Running stage '([^']+)'", out)}
+    assert "evaluate" in ran and ran <= {"evaluate", "report", "plot_curves"}, ran
+    scores = json.loads((repo / "metrics" / "eval.json").read_text())
+    assert {key: value for key, value in scores.items() if not key.startswith("rerank_")} == plain
+    reranked = {key: value for key, value in scores.items() if key.startswith("rerank_")}
+    assert set(reranked) == {"rerank_mAP", "rerank_rank1", "rerank_rank5", "rerank_rank10"}
+    assert all(0 <= value <= 100 for value in reranked.values()), reranked
 
 
 def assert_bad_value_stops_the_experiment_in_one_line(dvc, repo, env) -> None:
@@ -175,8 +192,9 @@ def assert_stages_list_params_they_read(repo, env) -> None:
     """Every params.yaml key a stage script reads is among the params dvc.yaml lists for it (or
     is fixed by its deps and command), so that changing it reruns the stage. One instance of
     each stage (the last round of a `foreach`) is rerun under tests/params_trace.py, on the
-    outputs the pipeline left, and the clustering stages again with the settings that take
-    their other code paths (each clustering method, no inter-camera stage)."""
+    outputs the pipeline left, and the clustering and evaluate stages again with the settings that
+    take their other code paths (each clustering method, no inter-camera stage, evaluation with and
+    without re-ranking)."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     last_instance = {name.split("@")[0]: name for name in lock}
     dataset = yaml.safe_load((repo / "params.yaml").read_text())["dataset"]["name"]
@@ -184,6 +202,7 @@ def assert_stages_list_params_they_read(repo, env) -> None:
     runs = [(name, {}) for name in last_instance.values()]
     runs += [(last_instance[stage], variant) for stage in ("intra_cluster", "inter_affinity") for variant in variants]
     runs += [(last_instance["inter_affinity"], {"inter": {"enabled": False}})]
+    runs += [(last_instance["evaluate"], {"evaluate": {"rerank": {"enabled": flag}}}) for flag in (False, True)]
     trace = repo / "trace.json"
     unlisted = {}
     for name, variant in runs:

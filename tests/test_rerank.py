@@ -138,3 +138,23 @@ def test_errors():
         k_reciprocal(d)
     with pytest.raises(ValueError, match="k1 and k2"):
         k_reciprocal(euclidean(5, 2, seed=0), k1=0)
+
+
+@pytest.mark.parametrize("num_query", [1, 9, 29])
+def test_query_gallery_is_the_block_of_the_joint_reranking(num_query):
+    """At evaluation queries and gallery are re-ranked as one set; the scores use the query rows'
+    gallery columns of that matrix."""
+    d = euclidean(30, 4, seed=num_query)
+    expected = reference(d, 20, 6, 0.3)[:num_query, num_query:]
+    block = rerank.query_gallery(d, num_query)
+    assert isinstance(block, np.ndarray) and block.shape == (num_query, 30 - num_query)
+    np.testing.assert_allclose(block, expected, atol=1e-5)
+    as_tensor = rerank.query_gallery(torch.from_numpy(d), num_query)
+    assert isinstance(as_tensor, torch.Tensor) and as_tensor.is_contiguous()
+    np.testing.assert_allclose(as_tensor.numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("num_query", [0, 30])
+def test_query_gallery_needs_both_sets(num_query):
+    with pytest.raises(ValueError, match=f"at least one query and one gallery image, got {num_query} of 30"):
+        rerank.query_gallery(euclidean(30, 4, seed=0), num_query)

@@ -19,8 +19,10 @@ sat in ResNet's blocks: in every block of the last two stages (``features.5`` an
 ``features.7``) ``block.2`` becomes an :class:`AIBN2d` applied channels-first to the depthwise
 conv output, and the block gets one learnable ``alpha`` (shape (1,), init 0.1), as the ResNet
 AIBN blocks do. ``block.2.weight``/``bias`` keep their names, so the ImageNet LayerNorm affine
-loads into it; its running statistics are in no ImageNet checkpoint, start at 0 and 1, and are
-learnt during IICS training. The stem and downsampling LayerNorms stay LayerNorms.
+loads into it. Its running statistics are in no ImageNet checkpoint: they start at 0 and 1, and
+when ImageNet weights are loaded the `init` stage sets them from the train images
+(``estimate_running_statistics``) before the first round; training updates them from there. The
+stem and downsampling LayerNorms stay LayerNorms.
 """
 
 from __future__ import annotations

@@ -14,15 +14,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 def stale_dependencies(root: Path) -> list[str]:
     """'stage: path (status)' for each dependency a stage's lock entry records differently from
-    the working tree. Dependencies that another stage writes are left out: a clone has none of
-    them until `dvc repro` (or `dvc pull`) makes them."""
+    the working tree. Dependencies that another stage writes, in whole or in part (the raw folder
+    holding the synthesized zip), are left out: a clone has none of them until `dvc repro` (or
+    `dvc pull`) makes them."""
     with Repo(str(root)) as repo:
         stages = list(repo.index.stages)
-        produced = {str(out.fs_path) for stage in stages for out in stage.outs}
+        produced = [Path(out.fs_path) for stage in stages for out in stage.outs]
         stale = []
         for stage in stages:
             for dependency in stage.deps:
-                if str(dependency.fs_path) in produced:
+                path = Path(dependency.fs_path)
+                if any(out == path or path in out.parents or out in path.parents for out in produced):
                     continue
                 for path, change in dependency.status().items():
                     stale.append(f"{stage.addressing}: {path} ({change})")

@@ -1,6 +1,6 @@
 """The benchmarks: their synthetic data plans match the dataset sizes they claim to stand for, the
-seed summary, the commit a result is recorded at, round_speed.py runs a round end to end, and
-benchmarks/one_forward.patch still applies."""
+seed summary, the commit a result is recorded at, round_speed.py runs a round end to end, the
+neighbour shares of rerank_neighbours.py, and benchmarks/one_forward.patch still applies."""
 from __future__ import annotations
 
 import json
@@ -17,6 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import gpu_all  # noqa: E402
+import rerank_neighbours  # noqa: E402
 import round_speed  # noqa: E402
 import seed_spread  # noqa: E402
 from tiny_repo import GIT, parse_override, run  # noqa: E402
@@ -149,3 +150,20 @@ def test_one_forward_patch_still_applies():
     assert check.returncode == 0, (
         f"{patch} no longer applies: rebuild it on a branch (git apply --3way, resolve, commit, then "
         f"git diff <base>.. -- iics tests benchmarks/one_forward_numerics.py > {patch}):\n{check.stderr}")
+
+
+def test_rerank_neighbours_counts_a_hand_worked_case():
+    # q0 (person 1, camera 1), q1 (2, 1), then gallery g0 (1, 2), g1 (2, 2), g2 (3, 1). With k1 = 2,
+    # q0's nearest other images are q1 and g2, q1's are q0 and g1; each image is nearest itself.
+    dist = torch.tensor([[0.0, 0.1, 0.3, 0.5, 0.2],
+                         [0.1, 0.0, 0.6, 0.2, 0.4],
+                         [0.3, 0.6, 0.0, 0.9, 0.9],
+                         [0.5, 0.2, 0.9, 0.0, 0.9],
+                         [0.2, 0.4, 0.9, 0.9, 0.0]])
+    pids, cams = np.array([1, 2, 1, 2, 3]), np.array([1, 1, 2, 2, 1])
+    shares = rerank_neighbours.neighbour_shares(dist, pids, cams, num_query=2, k1=2)
+    assert shares == {"k1": 2, "share_queries": 0.5, "share_same_camera": 0.75, "share_same_person": 0.25,
+                      "same_person_images_per_query": 1.0}
+    assert rerank_neighbours.neighbour_shares(dist, pids, cams, num_query=2, k1=1)["share_queries"] == 1.0
+    with pytest.raises(ValueError, match="k1=5"):
+        rerank_neighbours.neighbour_shares(dist, pids, cams, num_query=2, k1=5)

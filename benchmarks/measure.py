@@ -42,8 +42,12 @@ def git_commit(repo: str | os.PathLike) -> str | None:
     such as the new files of `git apply benchmarks/one_forward.patch`), "-dirty-" and 8 hex digits
     of a SHA-256 over the change follow: two runs with different uncommitted changes are told apart,
     and the same patch applied to the same commit gives the same digits again. NOT_CODE is left out
-    (`... > benchmarks/results/x.jsonl` empties a tracked file before the benchmark asks)."""
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
+    (`... > benchmarks/results/x.jsonl` empties a tracked file before the benchmark asks). None
+    too where git is not installed (a GPU machine handed a copy of the tree)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
+    except FileNotFoundError:
+        return None
     if head.returncode != 0:
         return None
 

@@ -20,7 +20,7 @@ import gpu_all  # noqa: E402
 import rerank_neighbours  # noqa: E402
 import round_speed  # noqa: E402
 import seed_spread  # noqa: E402
-from tiny_repo import GIT, parse_override, run  # noqa: E402
+from tiny_repo import GIT, REPO, parse_override, run  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["market1501", "msmt17"])
@@ -93,6 +93,13 @@ def test_git_commit_is_dirty_only_for_code_changes(tmp_path):
     assert git_commit(tmp_path) != added
     (tmp_path / ".gitignore").write_text("new.py\n.gitignore\n")
     assert git_commit(tmp_path) == head  # ignored files are not code the run used
+
+
+def test_git_commit_without_git_installed_is_none(tmp_path, monkeypatch):
+    from measure import git_commit
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git on it
+    assert git_commit(REPO) is None
 
 
 def test_round_speed_runs_a_whole_round_on_the_cpu(tmp_path):

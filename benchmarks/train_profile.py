@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,6 +87,17 @@ def inter_step_runner(args, device: torch.device, bf16: bool):
     return run, args.ids_per_batch * per_id
 
 
+def profile_totals(events) -> tuple[float, float]:
+    """(host, device) microseconds of a profile, as its table's 'Self CPU time total' and 'Self CUDA
+    time total' count them: every event's own host time, and the own time of the device events
+    (the kernels) alone. An operator's self device time repeats its kernels' time, so summing it
+    too would count the device time twice."""
+    host = sum(event.self_cpu_time_total for event in events)
+    device = sum(getattr(event, "self_device_time_total", getattr(event, "self_cuda_time_total", 0))
+                 for event in events if event.device_type != DeviceType.CPU)
+    return host, device
+
+
 def measure(name: str, run, images_per_step: int, args, device: torch.device, common: dict) -> str:
     """Time `args.steps` steps after a warm-up; profile `args.profile_steps` more. Returns the
     profile tables."""
@@ -100,8 +112,7 @@ def measure(name: str, run, images_per_step: int, args, device: torch.device, co
         run(args.profile_steps)
         synchronize(device)
     events = prof.key_averages()
-    host_us = sum(e.self_cpu_time_total for e in events)
-    device_us = sum(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0)) for e in events)
+    host_us, device_us = profile_totals(events)
     print(json.dumps({**common, "step": name, "steps": args.steps, "images_per_step": images_per_step,
                       "ms_per_step": round(1000 * seconds / args.steps, 1),
                       "images_per_s": round(args.steps * images_per_step / seconds),

@@ -1,6 +1,6 @@
 """The benchmarks: their synthetic data plans match the dataset sizes they claim to stand for, the
 seed summary, the commit a result is recorded at, round_speed.py runs a round end to end, the
-neighbour shares of rerank_neighbours.py, and benchmarks/one_forward.patch still applies."""
+neighbour shares of rerank_neighbours.py, the profile totals of train_profile.py, and benchmarks/one_forward.patch still applies."""
 from __future__ import annotations
 
 import json
@@ -18,6 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import gpu_all  # noqa: E402
 import rerank_neighbours  # noqa: E402
+import train_profile  # noqa: E402
 import round_speed  # noqa: E402
 import seed_spread  # noqa: E402
 from tiny_repo import GIT, REPO, parse_override, run  # noqa: E402
@@ -174,3 +175,16 @@ def test_rerank_neighbours_counts_a_hand_worked_case():
     assert rerank_neighbours.neighbour_shares(dist, pids, cams, num_query=2, k1=1)["share_queries"] == 1.0
     with pytest.raises(ValueError, match="k1=5"):
         rerank_neighbours.neighbour_shares(dist, pids, cams, num_query=2, k1=5)
+
+
+def test_train_profile_counts_device_time_once():
+    # An operator (a CPU event) carries its kernels' device time as its own too; the kernel event
+    # carries it again. The totals count each microsecond of device time once, as the table does.
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    events = [SimpleNamespace(device_type=DeviceType.CPU, self_cpu_time_total=30.0, self_device_time_total=5.0),
+              SimpleNamespace(device_type=DeviceType.CUDA, self_cpu_time_total=0.0, self_device_time_total=5.0),
+              SimpleNamespace(device_type=DeviceType.CPU, self_cpu_time_total=10.0, self_device_time_total=0.0)]
+    assert train_profile.profile_totals(events) == (40.0, 5.0)

@@ -1,6 +1,7 @@
 """The benchmarks: their synthetic data plans match the dataset sizes they claim to stand for, the
 seed summary, the commit a result is recorded at, round_speed.py runs a round end to end, the
-neighbour shares of rerank_neighbours.py, the profile totals of train_profile.py, and benchmarks/one_forward.patch still applies."""
+neighbour shares of rerank_neighbours.py, the profile totals of train_profile.py, the operation
+counts of op_count.py, and benchmarks/one_forward.patch still applies."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,10 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import gpu_all  # noqa: E402
+import op_count  # noqa: E402
 import rerank_neighbours  # noqa: E402
-import train_profile  # noqa: E402
 import round_speed  # noqa: E402
 import seed_spread  # noqa: E402
+import train_profile  # noqa: E402
 from tiny_repo import GIT, REPO, parse_override, run  # noqa: E402
 
 
@@ -180,11 +183,28 @@ def test_rerank_neighbours_counts_a_hand_worked_case():
 def test_train_profile_counts_device_time_once():
     # An operator (a CPU event) carries its kernels' device time as its own too; the kernel event
     # carries it again. The totals count each microsecond of device time once, as the table does.
-    from types import SimpleNamespace
-
     from torch.autograd import DeviceType
 
     events = [SimpleNamespace(device_type=DeviceType.CPU, self_cpu_time_total=30.0, self_device_time_total=5.0),
               SimpleNamespace(device_type=DeviceType.CUDA, self_cpu_time_total=0.0, self_device_time_total=5.0),
               SimpleNamespace(device_type=DeviceType.CPU, self_cpu_time_total=10.0, self_device_time_total=0.0)]
     assert train_profile.profile_totals(events) == (40.0, 5.0)
+
+
+def test_op_count_counts_work_not_views():
+    counter = op_count.OperationCounter()
+    a, b = torch.ones(2, 3), torch.ones(2, 3)
+    with counter:
+        counter.part = "x"
+        c = (a + b).view(3, 2).t()  # one addition; the view and the transpose launch nothing
+        c.mul_(2)
+    assert counter.counts == {"x": 2}
+
+
+def test_op_count_splits_a_step_by_part():
+    args = SimpleNamespace(height=32, width=16, cameras=3, batch_per_camera=2)
+    plain, aibn = (op_count.count_step(name, args) for name in ("resnet18", "resnet18_aibn"))
+    assert "ops: forward, AIBN" not in plain and aibn["ops: forward, AIBN"] > 0
+    assert aibn["ops: backward"] > plain["ops: backward"]
+    for row in (plain, aibn):
+        assert row["ops per intra-camera step"] == 3 * row["ops per camera batch"] + row["ops: optimiser step"]

@@ -1,0 +1,117 @@
+"""How many tensor operations (each at least one kernel launch on a GPU) one intra-camera training
+step dispatches, and which part of the step they come from. Runs on the CPU: the count of
+operations does not depend on the device, while their launch cost does.
+
+    python benchmarks/op_count.py                          # ResNet-50 with and without AIBN, 6 cameras x 8
+    python benchmarks/op_count.py --backbones resnet18_aibn --height 64 --width 32
+
+For each backbone: the operations of the augmentation of one camera's batch, of the forward and
+the backward of that batch (split into those inside AIBN layers, inside other normalisation
+layers, and the rest), and of one SGD step; then the total of one intra-camera step, one batch
+per camera. View and allocation operations (which launch nothing) are not counted. Prints one
+JSON line per backbone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO)]
+from measure import git_commit  # noqa: E402
+
+from iics.augment import train_transform  # noqa: E402
+from iics.models import AIBN2d, ClassifierHead, build_backbone  # noqa: E402
+from iics.runtime import make_generator  # noqa: E402
+from iics.settings import Optimizer  # noqa: E402
+
+NO_KERNEL = {"view", "_unsafe_view", "expand", "t", "transpose", "permute", "unsqueeze", "squeeze", "detach",
+             "alias", "as_strided", "slice", "select", "split", "unbind", "empty", "empty_like", "empty_strided",
+             "_reshape_alias", "lift_fresh", "split_with_sizes", "unfold", "view_as_real", "view_as_complex"}
+
+
+class OperationCounter(TorchDispatchMode):
+    """Counts the operations dispatched inside it that launch work, by the label `part` holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.part = "other"
+        self.counts: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__.rstrip("_") not in NO_KERNEL and func.overloadpacket.__name__ not in NO_KERNEL:
+            self.counts[self.part] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def label_normalisation_layers(model: nn.Module, counter: OperationCounter) -> None:
+    """While an AIBN2d or another normalisation layer runs forward, the counter counts under its
+    kind; the backward pass is counted as one part (autograd gives no module boundaries)."""
+    def enter(kind: str):
+        def hook(module, inputs):
+            counter.part = kind
+        return hook
+
+    def leave(module, inputs, output):
+        counter.part = "forward, other"
+
+    for module in model.modules():
+        if isinstance(module, AIBN2d):
+            kind = "forward, AIBN"
+        elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d, nn.LayerNorm, nn.InstanceNorm2d)):
+            kind = "forward, other normalisation"
+        else:
+            continue
+        module.register_forward_pre_hook(enter(kind))
+        module.register_forward_hook(leave)
+
+
+def count_step(name: str, args) -> dict:
+    backbone = build_backbone(name).train()
+    head = ClassifierHead(backbone.feature_dim, 600).train()
+    sgd = Optimizer(lr=0.005).build(backbone, [head])
+    images = torch.randint(0, 256, (args.batch_per_camera, args.height, args.width, 3), dtype=torch.uint8)
+    labels = torch.randint(0, 600, (args.batch_per_camera,))
+    generator = make_generator(0, torch.device("cpu"))
+    counter = OperationCounter()
+    label_normalisation_layers(backbone, counter)
+    with counter:
+        counter.part = "augmentation"
+        x = train_transform(images, generator, 10, 0.5, 0.5)
+        counter.part = "forward, other"
+        loss = nn.functional.cross_entropy(head(backbone(x)).float(), labels)
+        counter.part = "backward"
+        loss.backward()
+        counter.part = "optimiser step"
+        sgd.step()
+        sgd.zero_grad(set_to_none=True)
+    per_camera = sum(n for part, n in counter.counts.items() if part != "optimiser step")
+    return {"backbone": name, "input": f"{args.height}x{args.width}", "batch_per_camera": args.batch_per_camera,
+            "cameras": args.cameras, **{f"ops: {part}": n for part, n in sorted(counter.counts.items())},
+            "ops per camera batch": per_camera,
+            "ops per intra-camera step": args.cameras * per_camera + counter.counts["optimiser step"],
+            "torch": torch.__version__, "date": date.today().isoformat(), "commit": git_commit(REPO)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbones", nargs="+", default=["resnet50", "resnet50_aibn"])
+    parser.add_argument("--height", type=int, default=256)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--cameras", type=int, default=6)
+    parser.add_argument("--batch-per-camera", type=int, default=8)
+    args = parser.parse_args()
+    for name in args.backbones:
+        print(json.dumps(count_step(name, args)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -27,13 +27,14 @@ import torch
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO)]
 from measure import git_commit  # noqa: E402
 
 from iics.checkpoint import load_backbone  # noqa: E402
 from iics.features import cosine_distance, extract_features  # noqa: E402
 from iics.image_cache import load_image_cache  # noqa: E402
 from iics.index import read_index, split_rows  # noqa: E402
+from iics.runtime import resolve_device  # noqa: E402
 
 
 def neighbour_shares(dist: torch.Tensor, pids: np.ndarray, cams: np.ndarray, num_query: int, k1: int) -> dict:
@@ -66,7 +67,7 @@ def main() -> None:
     index = read_index(prepared / "index.csv")
     images = load_image_cache(prepared / "images.npy")
     backbone, _ = load_backbone(args.project / "runs" / args.round / "model.pt", params["model"]["backbone"])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device("auto")
     query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
     features = [extract_features(backbone, images, device, params["features"]["batch_size"], rows=rows,
                                  progress=False).cpu() for rows in (query, gallery)]

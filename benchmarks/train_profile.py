@@ -34,7 +34,7 @@ sys.path[:0] = [str(REPO)]
 from measure import git_commit  # noqa: E402
 
 from iics.models import ClassifierHead, build_backbone  # noqa: E402
-from iics.runtime import resolve_device  # noqa: E402
+from iics.runtime import PRECISIONS, resolve_device, resolve_precision  # noqa: E402
 from iics.settings import Augment, InterTraining, IntraTraining, Optimizer  # noqa: E402
 from iics.training import train_inter_camera, train_intra_camera  # noqa: E402
 
@@ -87,14 +87,19 @@ def inter_step_runner(args, device: torch.device, bf16: bool):
     return run, args.ids_per_batch * per_id
 
 
+def device_time_key(event) -> str:
+    """The name of a profiler event's own device time: `self_device_time_total`, or
+    `self_cuda_time_total` in the torch releases that had only that."""
+    return "self_device_time_total" if hasattr(event, "self_device_time_total") else "self_cuda_time_total"
+
+
 def profile_totals(events) -> tuple[float, float]:
     """(host, device) microseconds of a profile, as its table's 'Self CPU time total' and 'Self CUDA
     time total' count them: every event's own host time, and the own time of the device events
     (the kernels) alone. An operator's self device time repeats its kernels' time, so summing it
     too would count the device time twice."""
     host = sum(event.self_cpu_time_total for event in events)
-    device = sum(getattr(event, "self_device_time_total", getattr(event, "self_cuda_time_total", 0))
-                 for event in events if event.device_type != DeviceType.CPU)
+    device = sum(getattr(event, device_time_key(event)) for event in events if event.device_type != DeviceType.CPU)
     return host, device
 
 
@@ -122,9 +127,8 @@ def measure(name: str, run, images_per_step: int, args, device: torch.device, co
     tables = (f"\n== {name}: top operators by host time ({args.profile_steps} steps)\n"
               + events.table(sort_by="self_cpu_time_total", row_limit=args.rows))
     if device.type == "cuda":
-        key = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
         tables += (f"\n== {name}: top operators by device time ({args.profile_steps} steps)\n"
-                   + events.table(sort_by=key, row_limit=args.rows))
+                   + events.table(sort_by=device_time_key(events[0]), row_limit=args.rows))
     return tables
 
 
@@ -141,12 +145,11 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=5)
     parser.add_argument("--rows", type=int, default=15)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", choices=("bf16", "float32"), default=None,
-                        help="default: bf16 on CUDA, float32 elsewhere (as precision: auto)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto: bf16 on CUDA, else float32")
     parser.add_argument("--only", choices=("intra", "inter"), default=None)
     args = parser.parse_args()
     device = resolve_device(args.device)
-    bf16 = (args.precision or ("bf16" if device.type == "cuda" else "float32")) == "bf16"
+    bf16 = resolve_precision(args.precision, device)
     common = {"backbone": args.backbone, "input": f"{args.height}x{args.width}",
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
               "precision": "bf16" if bf16 else "float32", "torch": torch.__version__,

@@ -26,8 +26,8 @@ def stale_dependencies(root: Path) -> list[str]:
                 path = Path(dependency.fs_path)
                 if any(out == path or path in out.parents or out in path.parents for out in produced):
                     continue
-                for path, change in dependency.status().items():
-                    stale.append(f"{stage.addressing}: {path} ({change})")
+                for name, change in dependency.status().items():
+                    stale.append(f"{stage.addressing}: {name} ({change})")
     return stale
 
 

@@ -39,9 +39,9 @@ NOT_CODE = (":(exclude)benchmarks/results", ":(exclude)*.md", ":(exclude)dvc.loc
 def git_commit(repo: str | os.PathLike) -> str | None:
     """The short commit of the checkout at `repo`; None outside a git checkout. Where code differs
     from it (tracked files other than NOT_CODE changed, or untracked files that git does not ignore,
-    such as the new files of `git apply benchmarks/one_forward.patch`), "-dirty-" and 8 hex digits
+    such as a new module not yet added), "-dirty-" and 8 hex digits
     of a SHA-256 over the change follow: two runs with different uncommitted changes are told apart,
-    and the same patch applied to the same commit gives the same digits again. NOT_CODE is left out
+    and the same change on the same commit gives the same digits again. NOT_CODE is left out
     (`... > benchmarks/results/x.jsonl` empties a tracked file before the benchmark asks). None
     too where git is not installed (a GPU machine handed a copy of the tree)."""
     try:

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from iics.augment import train_transform
 from iics.losses import batch_hard_triplet
+from iics.models.batchnorm import split_batch_statistics
 from iics.runtime import compute_context, make_generator, place_batch, place_model
 from iics.sampling import per_camera_batches, pk_batches
 from iics.settings import Augment, InterTraining, IntraTraining, Optimizer, check_one_each
@@ -63,10 +64,11 @@ def train_intra_camera(
     (TrainingDiverged when one is not finite).
 
     `camera_index[i]` is the position (0..C-1) of image i's camera in `heads`; `labels[i]` its
-    pseudo-label within that camera. Each iteration forwards every camera's batch through the
-    backbone separately (batch statistics stay per camera), sums the per-camera cross-entropy
-    losses and takes one SGD step. `bf16` runs forward passes under bfloat16 autocast in
-    channels_last layout (see iics.runtime); weights, gradients and the optimiser stay float32.
+    pseudo-label within that camera. Each iteration forwards the C camera batches through the
+    backbone as one batch whose batch-normalisation statistics stay per camera (the same result
+    as C separate forwards, see iics.models.batchnorm), sums the per-camera cross-entropy losses
+    and takes one SGD step. `bf16` runs forward passes under bfloat16 autocast in channels_last
+    layout (see iics.runtime); weights, gradients and the optimiser stay float32.
     """
     check_one_each("images", len(images), camera_index=camera_index, labels=labels)
     if len(heads) != int(camera_index.max()) + 1:
@@ -87,12 +89,14 @@ def train_intra_camera(
         iterations = torch.as_tensor(np.array(per_camera_batches(camera_index, training.batch_per_camera, rng)), device=device)
         total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
         for batch in tqdm(iterations, desc=f"intra epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
+            # All cameras' images augmented at once (each image's draws are its own), in camera order
+            x = train_transform(pixels[batch.reshape(-1)], generator, augment.pad, augment.flip_p, augment.erasing_p)
+            with compute_context(device, bf16), split_batch_statistics(backbone, len(heads)):
+                features = backbone(place_batch(x, bf16)).chunk(len(heads))
+                logits = [head(f) for head, f in zip(heads, features)]
             loss = 0.0
-            for head, idx_t in zip(heads, batch):
-                x = train_transform(pixels[idx_t], generator, augment.pad, augment.flip_p, augment.erasing_p)
-                with compute_context(device, bf16):
-                    logits = head(backbone(place_batch(x, bf16)))
-                loss = loss + nn.functional.cross_entropy(logits.float(), targets[idx_t])
+            for part, idx_t in zip(logits, batch):
+                loss = loss + nn.functional.cross_entropy(part.float(), targets[idx_t])
             sgd.zero_grad(set_to_none=True)
             loss.backward()
             sgd.step()

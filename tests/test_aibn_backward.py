@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from iics.models.aibn import AIBN2d, _AIBNFunction
+from iics.models.aibn import AIBN2d, _AIBNFunction, momentum_updates
 
 
 def plain_aibn(x, alpha, weight, bias, mean_bn=None, var_bn=None, eps=1e-5):
@@ -51,24 +51,40 @@ def _gradients(output, leaves, upstream):
 def test_output_and_gradients_match_autograd_of_the_formula(training, alpha):
     leaves, upstream = _leaves(seed=int(alpha * 10) + 5, alpha=alpha)
     stats = (None, None) if training else (torch.randn(3, dtype=torch.float64), torch.rand(3, dtype=torch.float64) + 0.5)
-    fused, mean_bn, var_bn = _AIBNFunction.apply(*leaves, *stats, 1e-5)
+    fused, mean_bn, var_bn = _AIBNFunction.apply(*leaves, *stats, 1e-5, 1)
     plain = plain_aibn(*leaves, *stats)
     torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-12)
     for got, expected in zip(_gradients(fused, leaves, upstream), _gradients(plain, leaves, upstream)):
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
     x = leaves[0].detach()
     if training:
-        torch.testing.assert_close(mean_bn, x.mean(dim=(0, 2, 3)))
-        torch.testing.assert_close(var_bn, x.var(dim=(0, 2, 3), unbiased=False))
+        torch.testing.assert_close(mean_bn, x.mean(dim=(0, 2, 3))[None])
+        torch.testing.assert_close(var_bn, x.var(dim=(0, 2, 3), unbiased=False)[None])
     else:
-        assert mean_bn is not stats[0] and torch.equal(mean_bn, stats[0])  # handed back, not changed
+        assert torch.equal(mean_bn, stats[0][None]) and torch.equal(var_bn, stats[1][None])  # handed back
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
+def test_parts_match_the_formula_on_each_part(alpha):
+    """With 3 parts each chunk of the batch is normalised with its own batch statistics: the
+    output and every gradient equal the plain formula applied chunk by chunk."""
+    leaves, upstream = _leaves(seed=7, shape=(6, 3, 4, 5), alpha=alpha)
+    fused, mean_bn, var_bn = _AIBNFunction.apply(*leaves, None, None, 1e-5, 3)
+    x, rest = leaves[0], leaves[1:]
+    plain = torch.cat([plain_aibn(chunk, *rest) for chunk in x.chunk(3)])
+    torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-12)
+    for got, expected in zip(_gradients(fused, leaves, upstream), _gradients(plain, leaves, upstream)):
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+    chunks = x.detach().unflatten(0, (3, 2))
+    torch.testing.assert_close(mean_bn, chunks.mean(dim=(1, 3, 4)))
+    torch.testing.assert_close(var_bn, chunks.var(dim=(1, 3, 4), unbiased=False))
 
 
 def test_gradient_of_alpha_is_zero_outside_the_clamp_and_not_inside():
     grads = []
     for alpha in (0.5, 1.5):
         leaves, upstream = _leaves(seed=1, alpha=alpha)
-        out, _, _ = _AIBNFunction.apply(*leaves, None, None, 1e-5)
+        out, _, _ = _AIBNFunction.apply(*leaves, None, None, 1e-5, 1)
         grads.append(_gradients(out, leaves, upstream)[1])
     assert grads[0].abs().item() > 1e-3 and grads[1].item() == 0.0
 
@@ -77,7 +93,7 @@ def test_gradient_of_alpha_is_zero_outside_the_clamp_and_not_inside():
 def test_gradcheck(training):
     leaves, _ = _leaves(seed=3, shape=(3, 2, 3, 4))
     stats = (None, None) if training else (torch.randn(2, dtype=torch.float64), torch.rand(2, dtype=torch.float64) + 0.5)
-    assert torch.autograd.gradcheck(lambda *t: _AIBNFunction.apply(*t, *stats, 1e-5)[0], leaves)
+    assert torch.autograd.gradcheck(lambda *t: _AIBNFunction.apply(*t, *stats, 1e-5, 1)[0], leaves)
 
 
 def test_layer_updates_running_statistics_and_counts_batches():
@@ -117,3 +133,15 @@ def test_bfloat16_channels_last_follows_float32(training):
         results.append((out.detach().float(), inputs.grad.float(), alpha.grad, layer.weight.grad, layer.running_var.clone()))
     for reference, rounded in zip(*results):
         torch.testing.assert_close(rounded, reference, rtol=0.03, atol=0.03 * float(reference.abs().max()))
+
+
+@pytest.mark.parametrize("parts", [1, 6])
+def test_momentum_updates_in_one_step_equal_updates_one_by_one(parts):
+    g = torch.Generator().manual_seed(4)
+    running = torch.randn(5, generator=g, dtype=torch.float64)
+    statistics = torch.randn(parts, 5, generator=g, dtype=torch.float64)
+    expected = running.clone()
+    for row in statistics:
+        expected = 0.9 * expected + 0.1 * row
+    momentum_updates(running, statistics, 0.1)
+    torch.testing.assert_close(running, expected, rtol=1e-14, atol=1e-14)

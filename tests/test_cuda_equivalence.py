@@ -120,3 +120,35 @@ def test_inter_camera_labels(method):
     on_gpu = inter_camera_labels(features.to(CUDA), probs.to(CUDA), cameras, 0.02, cut, rerank)
     np.testing.assert_array_equal(on_gpu, on_cpu)
     assert len(np.unique(on_cpu)) == 8 and len(set(zip(on_cpu.tolist(), ids.tolist()))) == 8
+
+
+@pytest.mark.parametrize("parts", [1, 6])
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
+def test_aibn_layer(parts, bf16):
+    """AIBN2d's hand-written forward and backward on the device against the same layer in float64
+    on the host: output, input gradient, running statistics and the parameter gradients."""
+    from torch import nn
+
+    from iics.models.aibn import AIBN2d
+    from iics.models.batchnorm import split_batch_statistics
+    from iics.runtime import compute_context
+
+    g = generator(5)
+    x = torch.randn(6 * 4, 16, 16, 8, generator=g, dtype=torch.float64) * 2 + 1
+    upstream = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    results = []
+    for device, dtype in ((torch.device("cpu"), torch.float64), (CUDA, torch.float32)):
+        layer = AIBN2d(16).to(device, dtype).train()
+        alpha = nn.Parameter(torch.full((1,), 0.3, device=device, dtype=dtype))
+        inputs = x.detach().to(device, dtype).requires_grad_()
+        low = bf16 and device.type == "cuda"
+        with compute_context(device, low), split_batch_statistics(layer, parts):
+            out = layer(inputs.to(torch.bfloat16) if low else inputs, alpha)
+        out.backward(upstream.to(device, out.dtype))
+        results.append([t.detach().double().cpu() for t in (out, inputs.grad, layer.weight.grad, layer.bias.grad,
+                                                            alpha.grad, layer.running_mean, layer.running_var)])
+    tolerance = 3e-2 if bf16 else 1e-4
+    for name, reference, got in zip(("output", "input grad", "weight grad", "bias grad", "alpha grad",
+                                     "running mean", "running var"), *results):
+        scale = float(reference.abs().max())
+        torch.testing.assert_close(got, reference, rtol=tolerance, atol=tolerance * scale, msg=name)

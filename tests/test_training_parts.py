@@ -9,6 +9,7 @@ from iics.augment import eval_transform
 from iics.losses import batch_hard_triplet
 from iics.models import ClassifierHead
 from iics.models.aibn import AIBN2d
+from iics.models.batchnorm import BatchNorm2d
 from iics.sampling import per_camera_batches, pk_batches, smallest_camera
 from iics.settings import Augment, InterTraining, IntraTraining, Optimizer
 from iics.training import TrainingDiverged, train_inter_camera, train_intra_camera
@@ -107,7 +108,7 @@ class TinyBackbone(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.bn = nn.BatchNorm2d(4)
+        self.bn = BatchNorm2d(4)  # the split kind, as every iics backbone builds
         self.aibn = AIBN2d(4)
         self.alpha = nn.Parameter(torch.full((1,), 0.1))
 
@@ -121,7 +122,7 @@ def _running_statistics(model):
 
 def test_intra_step_keeps_batch_statistics_per_camera():
     """One intra step (3 cameras, one batch each) leaves the running statistics of sequential
-    per-camera forwards, not those of one forward over all cameras at once."""
+    per-camera forwards, not those of one forward whose statistics pool all cameras."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     camera = np.repeat(np.arange(3), 4)

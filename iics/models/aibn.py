@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import torch
@@ -18,18 +19,24 @@ class AIBN2d(nn.Module):
         var  = (1 - a) * var_instance  + a * var_batch
 
     Instance statistics are taken per sample over H*W (biased variance).
-    In training the batch statistics are the batch average of the instance
-    statistics (``var_batch = E[var_in + mean_in**2] - mean_batch**2``, i.e.
-    the biased variance over N*H*W) and update the running statistics with
+    In training the batch statistics come from the instance statistics
+    (``var_batch = E[var_in + (mean_in - mean_batch)**2]``, i.e. the biased
+    variance over N*H*W) and update the running statistics with
     momentum 0.1; the running variance stores this *biased* batch variance
     (no N/(N-1) correction, unlike ``nn.BatchNorm2d``). In eval mode the
     running statistics replace the batch statistics.
+
+    With ``parts`` > 1 (set by :func:`iics.models.batchnorm.split_batch_statistics`) a training
+    batch is ``parts`` equal consecutive batches: each gets its own batch statistics and one
+    running-statistics update, in order, as if forwarded one by one.
 
     The mixing weight is not owned by this layer: the caller passes ``alpha``
     to :meth:`forward` (the residual block owns one shared ``alpha``).
     Parameter and buffer names match ``nn.BatchNorm2d`` so BatchNorm
     checkpoints load directly.
     """
+
+    parts: int = 1
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()
@@ -46,23 +53,42 @@ class AIBN2d(nn.Module):
         """Normalise ``x`` (N x C x H x W) using mixing weight ``alpha``."""
         if x.dim() != 4:
             raise ValueError(f"AIBN2d expects a 4-D input, got shape {tuple(x.shape)}")
-        # At least float32 throughout, as cuDNN's batch norm does for bfloat16 input: in bfloat16
-        # the batch variance E[var + mean^2] - mean^2 cancels away, and so does x * scale + shift.
+        # At least float32 throughout, as cuDNN's batch norm does for bfloat16 input: bfloat16's
+        # 8 significant bits would round away the statistics and x * scale + shift.
         dtype = torch.promote_types(x.dtype, torch.float32)
         alpha = torch.as_tensor(alpha, dtype=dtype, device=x.device)
         if self.training:
-            out, mean_bn, var_bn = _AIBNFunction.apply(x, alpha, self.weight, self.bias, None, None, self.eps)
+            if len(x) % self.parts:
+                raise ValueError(f"a batch of {len(x)} cannot be split into {self.parts} equal parts")
+            out, mean_bn, var_bn = _AIBNFunction.apply(x, alpha, self.weight, self.bias, None, None, self.eps,
+                                                       self.parts)
             with torch.no_grad():
-                self.running_mean.lerp_(mean_bn.to(self.running_mean.dtype), self.momentum)
-                self.running_var.lerp_(var_bn.to(self.running_var.dtype), self.momentum)
-                self.num_batches_tracked.add_(1)
+                momentum_updates(self.running_mean, mean_bn, self.momentum)
+                momentum_updates(self.running_var, var_bn, self.momentum)
+                self.num_batches_tracked.add_(self.parts)
         else:
             out, _, _ = _AIBNFunction.apply(x, alpha, self.weight, self.bias, self.running_mean.to(dtype),
-                                            self.running_var.to(dtype), self.eps)
+                                            self.running_var.to(dtype), self.eps, 1)
         return out
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+def momentum_updates(running: Tensor, statistics: Tensor, momentum: float) -> None:
+    """Apply to ``running`` (C) one momentum update per row of ``statistics`` (P x C), in row
+    order, as one operation: the result of P updates ``running = (1 - m) running + m s_p`` is
+    ``(1 - m)^P running + sum_p m (1 - m)^(P - 1 - p) s_p``."""
+    parts = len(statistics)
+    weights = _momentum_weights(parts, momentum, running.device, running.dtype)
+    running.addmv_(statistics.T.to(running.dtype), weights, beta=(1.0 - momentum) ** parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _momentum_weights(parts: int, momentum: float, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """m (1 - m)^(P - 1 - p) for p = 0 .. P - 1, made once per device (no host copy per step)."""
+    return torch.tensor([momentum * (1.0 - momentum) ** (parts - 1 - p) for p in range(parts)], dtype=dtype,
+                        device=device)
 
 
 class _AIBNFunction(torch.autograd.Function):
@@ -76,25 +102,33 @@ class _AIBNFunction(torch.autograd.Function):
     and of ``g * x``) and closed-form per-channel terms. tests/test_aibn_backward.py holds it
     to autograd through the plain formula.
 
-    ``forward(x, alpha, weight, bias, mean_bn, var_bn, eps)`` returns the output and the batch
-    mean and variance it used (not differentiable). Given ``mean_bn`` and ``var_bn`` (eval
-    mode: the running statistics) it uses them as constants; given ``None`` (training) it
-    computes them from the batch, and the gradient flows through them too.
+    ``forward(x, alpha, weight, bias, mean_bn, var_bn, eps, parts)`` returns the output and the
+    batch means and variances it used, ``parts`` x C (not differentiable). Given ``mean_bn``
+    and ``var_bn`` (eval mode: the running statistics, ``parts`` 1) it uses them as constants;
+    given ``None`` (training) it computes them for each of ``parts`` equal consecutive chunks of
+    the batch, and the gradient flows through them too. The per-channel terms are held as
+    ``parts`` x (N / parts) x C views, so each chunk's rows meet their own statistics.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, alpha: Tensor, weight: Tensor, bias: Tensor, mean_bn: Tensor | None,
-                var_bn: Tensor | None, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+                var_bn: Tensor | None, eps: float, parts: int) -> tuple[Tensor, Tensor, Tensor]:
         xs = x.to(alpha.dtype)
         var_in, mean_in = torch.var_mean(xs, dim=(2, 3), correction=0)  # N x C
+        n, c = mean_in.shape
+        mean_parts, var_parts = mean_in.view(parts, n // parts, c), var_in.view(parts, n // parts, c)
         batch = mean_bn is None
         if batch:
-            mean_bn = mean_in.mean(dim=0)
-            var_bn = torch.addcmul(torch.addcmul(var_in, mean_in, mean_in).mean(dim=0),
-                                   mean_bn, mean_bn, value=-1).clamp_min_(0.0)
+            mean_bn = mean_parts.mean(dim=1)  # parts x C
+            # the variance over the part's pixels as the mean within-sample variance plus the
+            # variance of the sample means: no E[x^2] - E[x]^2 to cancel
+            spread = mean_parts - mean_bn[:, None]
+            var_bn = torch.addcmul(var_parts, spread, spread).mean(dim=1)
+        else:
+            mean_bn, var_bn = mean_bn.view(1, c), var_bn.view(1, c)
         a = alpha.clamp(0.0, 1.0)
-        mean = torch.lerp(mean_in, mean_bn, a)  # N x C
-        inv_std = torch.lerp(var_in, var_bn, a).add_(eps).rsqrt_()
+        mean = torch.lerp(mean_parts, mean_bn[:, None], a).view(n, c)
+        inv_std = torch.lerp(var_parts, var_bn[:, None], a).view(n, c).add_(eps).rsqrt_()
         scale = inv_std * weight
         shift = torch.addcmul(bias, mean, scale, value=-1)
         out = torch.addcmul(shift[:, :, None, None], xs, scale[:, :, None, None], out=torch.empty_like(x))
@@ -106,40 +140,43 @@ class _AIBNFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_out: Tensor, _grad_mean_bn: Tensor | None,
+    def backward(ctx, grad_out: Tensor | None, _grad_mean_bn: Tensor | None,
                  _grad_var_bn: Tensor | None) -> tuple[Tensor | None, ...]:
         if grad_out is None:  # the output took no part in the loss
-            return (None,) * 7
+            return (None,) * 8
         xs, alpha, a, mean_in, var_in, mean_bn, var_bn, mean, inv_std, scale = ctx.saved_tensors
-        n, _, h, w = xs.shape
+        n, c, h, w = xs.shape
+        parts = len(mean_bn)
+        rows = n // parts  # of each part
         g_sum = grad_out.sum(dim=(2, 3), dtype=xs.dtype)  # N x C
         g_dot_x = (grad_out * xs).sum(dim=(2, 3))
         g_scale = torch.addcmul(g_dot_x, mean, g_sum, value=-1)  # dL/dscale = sum g * (x - mean)
         g_scale_inv_std = g_scale * inv_std
-        g_mean = -scale * g_sum  # dL/dmean, as the output is x * scale + bias - mean * scale
-        g_var = g_scale_inv_std * scale * inv_std * -0.5  # dscale/dvar = -weight / 2 * inv_std^3
+        g_mean = (-scale * g_sum).view(parts, rows, c)  # dL/dmean: the output is x * scale + bias - mean * scale
+        g_var = (g_scale_inv_std * scale * inv_std * -0.5).view(parts, rows, c)  # dscale/dvar = -weight/2 inv_std^3
         one_minus_a = 1.0 - a
         g_mean_in = g_mean * one_minus_a
         g_var_in = g_var * one_minus_a
-        if ctx.batch:  # mean_bn = mean_n(mean_in), var_bn = mean_n(var_in + mean_in^2) - mean_bn^2
-            g_var_bn = g_var.sum(dim=0) * a
-            g_mean_bn = torch.addcmul(g_mean.sum(dim=0) * a, mean_bn, g_var_bn, value=-2.0)
-            g_mean_in += torch.addcmul(g_mean_bn, mean_in, g_var_bn, value=2.0) / n
-            g_var_in += g_var_bn / n
+        mean_parts = mean_in.view(parts, rows, c)
+        if ctx.batch:  # per part: mean_bn = mean(mean_in), var_bn = mean(var_in + mean_in^2) - mean_bn^2
+            g_var_bn = g_var.sum(dim=1) * a  # parts x C
+            g_mean_bn = torch.addcmul(g_mean.sum(dim=1) * a, mean_bn, g_var_bn, value=-2.0)
+            g_mean_in += torch.addcmul(g_mean_bn[:, None], mean_parts, g_var_bn[:, None], value=2.0) / rows
+            g_var_in += (g_var_bn / rows)[:, None]
         # x enters through (x - mean_in) / hw and (x - mean_in)^2 / hw besides the output
-        slope = g_var_in * (2.0 / (h * w))
-        offset = torch.addcmul(g_mean_in / (h * w), slope, mean_in, value=-1)
+        slope = g_var_in.view(n, c) * (2.0 / (h * w))
+        offset = torch.addcmul(g_mean_in.view(n, c) / (h * w), slope, mean_in, value=-1)
         grad_x = torch.addcmul(offset[:, :, None, None], slope[:, :, None, None], xs)
         grad_x = grad_x.addcmul_(grad_out, scale[:, :, None, None]).to(grad_out.dtype)
         grad_alpha = grad_weight = grad_bias = None
         if ctx.needs_input_grad[1]:
-            pull = (g_mean * (mean_bn - mean_in) + g_var * (var_bn - var_in)).sum()
+            pull = (g_mean * (mean_bn[:, None] - mean_parts) + g_var * (var_bn[:, None] - var_in.view(parts, rows, c))).sum()
             grad_alpha = (pull * (alpha == a)).reshape(alpha.shape)  # zero where the clamp holds alpha
         if ctx.needs_input_grad[2]:
             grad_weight = g_scale_inv_std.sum(dim=0)
         if ctx.needs_input_grad[3]:
             grad_bias = g_sum.sum(dim=0)
-        return grad_x, grad_alpha, grad_weight, grad_bias, None, None, None
+        return grad_x, grad_alpha, grad_weight, grad_bias, None, None, None, None
 
 
 @torch.no_grad()

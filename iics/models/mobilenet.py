@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .batchnorm import BatchNorm2d
+
 # (expansion t, output channels c, repeats n, first stride s), as in the MobileNetV2 paper
 INVERTED_RESIDUAL_SETTINGS = (
     (1, 16, 1, 1),
@@ -28,7 +30,7 @@ LAST_CHANNELS = 1280
 def _conv_bn_relu6(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_ch, out_ch, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(out_ch),
+        BatchNorm2d(out_ch),
         nn.ReLU6(inplace=True),
     )
 
@@ -46,7 +48,7 @@ class InvertedResidual(nn.Module):
         layers += [
             _conv_bn_relu6(hidden, hidden, stride=stride, groups=hidden),
             nn.Conv2d(hidden, out_ch, 1, bias=False),
-            nn.BatchNorm2d(out_ch),
+            BatchNorm2d(out_ch),
         ]
         self.conv = nn.Sequential(*layers)
         self.use_shortcut = stride == 1 and in_ch == out_ch

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .aibn import AIBN2d
+from .batchnorm import BatchNorm2d
 
 ALPHA_INIT = 0.1
 
@@ -40,7 +41,7 @@ class _Block(nn.Module):
             self.alpha = nn.Parameter(torch.full((1,), ALPHA_INIT))
 
     def _make_norm(self, channels: int) -> nn.Module:
-        return AIBN2d(channels) if self.aibn else nn.BatchNorm2d(channels)
+        return AIBN2d(channels) if self.aibn else BatchNorm2d(channels)
 
     def _norm(self, layer: nn.Module, x: Tensor) -> Tensor:
         if isinstance(layer, AIBN2d):
@@ -120,7 +121,7 @@ class ResNet(nn.Module):
         self.aibn = aibn
         self._in_ch = 64
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.bn1 = BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = self._make_layer(block, 64, layers[0], stride=1, aibn=False)

@@ -5,11 +5,13 @@ operations does not depend on the device, while their launch cost does.
     python benchmarks/op_count.py                          # ResNet-50 with and without AIBN, 6 cameras x 8
     python benchmarks/op_count.py --backbones resnet18_aibn --height 64 --width 32
 
-For each backbone: the operations of the augmentation of one camera's batch, of the forward and
-the backward of that batch (split into those inside AIBN layers, inside other normalisation
-layers, and the rest), and of one SGD step; then the total of one intra-camera step, one batch
-per camera. View and allocation operations (which launch nothing) are not counted. Prints one
-JSON line per backbone.
+The step is the one iics.training.train_intra_camera takes: the C cameras' batches augmented in
+one call, one forward of all of them with per-camera batch statistics, C classifier heads, the
+summed cross-entropy, the backward and one SGD step. For each backbone it prints the operations
+of each part (the forward split into those inside AIBN layers, inside other normalisation
+layers, and the rest) and their total. View and allocation operations (which launch nothing)
+are not counted. Prints one JSON line per backbone. (Lines recorded before 2026-12-04's
+`ops per camera batch` field counted the former step of one forward per camera.)
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from measure import git_commit  # noqa: E402
 
 from iics.augment import train_transform  # noqa: E402
 from iics.models import AIBN2d, ClassifierHead, build_backbone  # noqa: E402
+from iics.models.batchnorm import split_batch_statistics  # noqa: E402
 from iics.runtime import make_generator  # noqa: E402
 from iics.settings import Optimizer  # noqa: E402
 
@@ -76,28 +79,30 @@ def label_normalisation_layers(model: nn.Module, counter: OperationCounter) -> N
 
 def count_step(name: str, args) -> dict:
     backbone = build_backbone(name).train()
-    head = ClassifierHead(backbone.feature_dim, 600).train()
-    sgd = Optimizer(lr=0.005).build(backbone, [head])
-    images = torch.randint(0, 256, (args.batch_per_camera, args.height, args.width, 3), dtype=torch.uint8)
-    labels = torch.randint(0, 600, (args.batch_per_camera,))
+    heads = [ClassifierHead(backbone.feature_dim, 600).train() for _ in range(args.cameras)]
+    sgd = Optimizer(lr=0.005).build(backbone, heads)
+    images = torch.randint(0, 256, (args.cameras * args.batch_per_camera, args.height, args.width, 3), dtype=torch.uint8)
+    labels = torch.randint(0, 600, (args.cameras, args.batch_per_camera))
     generator = make_generator(0, torch.device("cpu"))
     counter = OperationCounter()
     label_normalisation_layers(backbone, counter)
+    for head in heads:
+        label_normalisation_layers(head, counter)
     with counter:
         counter.part = "augmentation"
         x = train_transform(images, generator, 10, 0.5, 0.5)
         counter.part = "forward, other"
-        loss = nn.functional.cross_entropy(head(backbone(x)).float(), labels)
+        with split_batch_statistics(backbone, args.cameras):
+            features = backbone(x).chunk(args.cameras)
+        loss = sum(nn.functional.cross_entropy(head(f).float(), y) for head, f, y in zip(heads, features, labels))
         counter.part = "backward"
         loss.backward()
         counter.part = "optimiser step"
         sgd.step()
         sgd.zero_grad(set_to_none=True)
-    per_camera = sum(n for part, n in counter.counts.items() if part != "optimiser step")
     return {"backbone": name, "input": f"{args.height}x{args.width}", "batch_per_camera": args.batch_per_camera,
             "cameras": args.cameras, **{f"ops: {part}": n for part, n in sorted(counter.counts.items())},
-            "ops per camera batch": per_camera,
-            "ops per intra-camera step": args.cameras * per_camera + counter.counts["optimiser step"],
+            "ops per intra-camera step": sum(counter.counts.values()),
             "torch": torch.__version__, "date": date.today().isoformat(), "commit": git_commit(REPO)}
 
 

@@ -31,6 +31,7 @@ STEPS = {
     "round_market1501_float32": [PYTHON, "benchmarks/round_speed.py", "--scale", "market1501",
                                  "--set", "precision=float32"],
     "clustering_market1501": [PYTHON, "benchmarks/clustering_speed.py", "--scale", "market1501"],
+    "train_profile": [PYTHON, "benchmarks/train_profile.py"],
     "round_msmt17": [PYTHON, "benchmarks/round_speed.py", "--scale", "msmt17"],
     "clustering_msmt17": [PYTHON, "benchmarks/clustering_speed.py", "--scale", "msmt17"],
 }

@@ -1,5 +1,5 @@
-"""How many tensor operations (each at least one kernel launch on a GPU) one intra-camera training
-step dispatches, and which part of the step they come from. Runs on the CPU: the count of
+"""How many tensor operations (each at least one kernel launch on a GPU) one training step
+dispatches, and which part of the step they come from. Runs on the CPU: the count of
 operations does not depend on the device, while their launch cost does.
 
     python benchmarks/op_count.py                          # ResNet-50 with and without AIBN, 6 cameras x 8
@@ -10,8 +10,9 @@ one call, one forward of all of them with per-camera batch statistics, C classif
 summed cross-entropy, the backward and one SGD step. For each backbone it prints the operations
 of each part (the forward split into those inside AIBN layers, inside other normalisation
 layers, and the rest) and their total. View and allocation operations (which launch nothing)
-are not counted. Prints one JSON line per backbone. (Lines recorded before 2026-12-04's
-`ops per camera batch` field counted the former step of one forward per camera.)
+are not counted. Then the same for one inter-camera step (a PK batch of 16 x 4 by default, one
+forward, cross-entropy + batch-hard triplet). Prints two JSON lines per backbone. (Recorded lines
+with an `ops per camera batch` field counted the former step of one forward per camera.)
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ sys.path[:0] = [str(REPO)]
 from measure import git_commit  # noqa: E402
 
 from iics.augment import train_transform  # noqa: E402
+from iics.losses import batch_hard_triplet  # noqa: E402
 from iics.models import AIBN2d, ClassifierHead, build_backbone  # noqa: E402
 from iics.models.batchnorm import split_batch_statistics  # noqa: E402
 from iics.runtime import make_generator  # noqa: E402
@@ -106,6 +108,36 @@ def count_step(name: str, args) -> dict:
             "torch": torch.__version__, "date": date.today().isoformat(), "commit": git_commit(REPO)}
 
 
+def count_inter_step(name: str, args) -> dict:
+    """The same count for one inter-camera step (iics.training.train_inter_camera): a PK batch of
+    `ids_per_batch` x `images_per_id` images, one forward, cross-entropy + batch-hard triplet."""
+    backbone = build_backbone(name).train()
+    head = ClassifierHead(backbone.feature_dim, 600).train()
+    sgd = Optimizer(lr=0.005).build(backbone, [head])
+    batch = args.ids_per_batch * args.images_per_id
+    images = torch.randint(0, 256, (batch, args.height, args.width, 3), dtype=torch.uint8)
+    labels = torch.arange(args.ids_per_batch).repeat_interleave(args.images_per_id)
+    generator = make_generator(0, torch.device("cpu"))
+    counter = OperationCounter()
+    label_normalisation_layers(backbone, counter)
+    label_normalisation_layers(head, counter)
+    with counter:
+        counter.part = "augmentation"
+        x = train_transform(images, generator, 10, 0.5, 0.5)
+        counter.part = "forward, other"
+        features = backbone(x)
+        loss = nn.functional.cross_entropy(head(features).float(), labels) + batch_hard_triplet(features, labels, 0.3)
+        counter.part = "backward"
+        loss.backward()
+        counter.part = "optimiser step"
+        sgd.step()
+        sgd.zero_grad(set_to_none=True)
+    return {"backbone": name, "input": f"{args.height}x{args.width}", "step": "inter", "batch": batch,
+            **{f"ops: {part}": n for part, n in sorted(counter.counts.items())},
+            "ops per inter-camera step": sum(counter.counts.values()),
+            "torch": torch.__version__, "date": date.today().isoformat(), "commit": git_commit(REPO)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", nargs="+", default=["resnet50", "resnet50_aibn"])
@@ -113,9 +145,12 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--cameras", type=int, default=6)
     parser.add_argument("--batch-per-camera", type=int, default=8)
+    parser.add_argument("--ids-per-batch", type=int, default=16)
+    parser.add_argument("--images-per-id", type=int, default=4)
     args = parser.parse_args()
     for name in args.backbones:
         print(json.dumps(count_step(name, args)), flush=True)
+        print(json.dumps(count_inter_step(name, args)), flush=True)
 
 
 if __name__ == "__main__":

@@ -186,3 +186,6 @@ def test_op_count_splits_a_step_by_part():
     for row in (plain, aibn):
         parts = sum(n for key, n in row.items() if key.startswith("ops: "))
         assert row["ops per intra-camera step"] == parts and row["ops: optimiser step"] > 0
+    inter = op_count.count_inter_step("resnet18_aibn", SimpleNamespace(height=32, width=16, ids_per_batch=2, images_per_id=2))
+    assert inter["batch"] == 4 and inter["ops: forward, AIBN"] > 0
+    assert inter["ops per inter-camera step"] == sum(n for key, n in inter.items() if key.startswith("ops: "))

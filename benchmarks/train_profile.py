@@ -7,8 +7,9 @@ operators with the most host (CPU) and device time, through iics.training as the
                                                         # a CPU smoke test
 
 The images are random uint8 (training speed does not depend on what they show). The intra-camera
-step forwards one batch of `--batch-per-camera` images per camera through the backbone (as
-`intra_train` does), the inter-camera step one PK batch (`inter_train`). For each, `--steps`
+step forwards one batch of `--batch-per-camera` images per camera through the backbone, all
+cameras in one forward with per-camera batch statistics (as `intra_train` does), the inter-camera
+step one PK batch (`inter_train`). For each, `--steps`
 steps are timed after a warm-up of the same length, then `--profile-steps` more run under
 torch.profiler. Where the profile's device time is far below the wall time, the step waits on the
 host (launching many small kernels), not on the GPU. Prints one JSON line per step kind and the

@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -79,33 +80,51 @@ def label_normalisation_layers(model: nn.Module, counter: OperationCounter) -> N
         module.register_forward_hook(leave)
 
 
-def count_step(name: str, args) -> dict:
-    backbone = build_backbone(name).train()
-    heads = [ClassifierHead(backbone.feature_dim, 600).train() for _ in range(args.cameras)]
+def count_training_step(backbone: nn.Module, heads: list[nn.Module], images: torch.Tensor,
+                        loss_of: Callable[[torch.Tensor], torch.Tensor]) -> Counter[str]:
+    """The operations of one training step, by part: the augmentation of `images`, the forward
+    and loss (`loss_of(augmented)`), the backward and one SGD step of `backbone` and `heads`."""
     sgd = Optimizer(lr=0.005).build(backbone, heads)
-    images = torch.randint(0, 256, (args.cameras * args.batch_per_camera, args.height, args.width, 3), dtype=torch.uint8)
-    labels = torch.randint(0, 600, (args.cameras, args.batch_per_camera))
     generator = make_generator(0, torch.device("cpu"))
     counter = OperationCounter()
-    label_normalisation_layers(backbone, counter)
-    for head in heads:
-        label_normalisation_layers(head, counter)
+    for model in (backbone, *heads):
+        label_normalisation_layers(model, counter)
     with counter:
         counter.part = "augmentation"
         x = train_transform(images, generator, 10, 0.5, 0.5)
         counter.part = "forward, other"
-        with split_batch_statistics(backbone, args.cameras):
-            features = backbone(x).chunk(args.cameras)
-        loss = sum(nn.functional.cross_entropy(head(f).float(), y) for head, f, y in zip(heads, features, labels))
+        loss = loss_of(x)
         counter.part = "backward"
         loss.backward()
         counter.part = "optimiser step"
         sgd.step()
         sgd.zero_grad(set_to_none=True)
-    return {"backbone": name, "input": f"{args.height}x{args.width}", "batch_per_camera": args.batch_per_camera,
-            "cameras": args.cameras, **{f"ops: {part}": n for part, n in sorted(counter.counts.items())},
-            "ops per intra-camera step": sum(counter.counts.values()),
+    return counter.counts
+
+
+def _random_images(n: int, args) -> torch.Tensor:
+    return torch.randint(0, 256, (n, args.height, args.width, 3), dtype=torch.uint8)
+
+
+def _row(name: str, args, fields: dict, counts: Counter[str], total_key: str) -> dict:
+    return {"backbone": name, "input": f"{args.height}x{args.width}", **fields,
+            **{f"ops: {part}": n for part, n in sorted(counts.items())}, total_key: sum(counts.values()),
             "torch": torch.__version__, "date": date.today().isoformat(), "commit": git_commit(REPO)}
+
+
+def count_step(name: str, args) -> dict:
+    backbone = build_backbone(name).train()
+    heads = [ClassifierHead(backbone.feature_dim, 600).train() for _ in range(args.cameras)]
+    labels = torch.randint(0, 600, (args.cameras, args.batch_per_camera))
+
+    def loss_of(x: torch.Tensor) -> torch.Tensor:
+        with split_batch_statistics(backbone, args.cameras):
+            features = backbone(x).chunk(args.cameras)
+        return sum(nn.functional.cross_entropy(head(f).float(), y) for head, f, y in zip(heads, features, labels))
+
+    counts = count_training_step(backbone, heads, _random_images(args.cameras * args.batch_per_camera, args), loss_of)
+    return _row(name, args, {"batch_per_camera": args.batch_per_camera, "cameras": args.cameras}, counts,
+                "ops per intra-camera step")
 
 
 def count_inter_step(name: str, args) -> dict:
@@ -113,29 +132,15 @@ def count_inter_step(name: str, args) -> dict:
     `ids_per_batch` x `images_per_id` images, one forward, cross-entropy + batch-hard triplet."""
     backbone = build_backbone(name).train()
     head = ClassifierHead(backbone.feature_dim, 600).train()
-    sgd = Optimizer(lr=0.005).build(backbone, [head])
     batch = args.ids_per_batch * args.images_per_id
-    images = torch.randint(0, 256, (batch, args.height, args.width, 3), dtype=torch.uint8)
     labels = torch.arange(args.ids_per_batch).repeat_interleave(args.images_per_id)
-    generator = make_generator(0, torch.device("cpu"))
-    counter = OperationCounter()
-    label_normalisation_layers(backbone, counter)
-    label_normalisation_layers(head, counter)
-    with counter:
-        counter.part = "augmentation"
-        x = train_transform(images, generator, 10, 0.5, 0.5)
-        counter.part = "forward, other"
+
+    def loss_of(x: torch.Tensor) -> torch.Tensor:
         features = backbone(x)
-        loss = nn.functional.cross_entropy(head(features).float(), labels) + batch_hard_triplet(features, labels, 0.3)
-        counter.part = "backward"
-        loss.backward()
-        counter.part = "optimiser step"
-        sgd.step()
-        sgd.zero_grad(set_to_none=True)
-    return {"backbone": name, "input": f"{args.height}x{args.width}", "step": "inter", "batch": batch,
-            **{f"ops: {part}": n for part, n in sorted(counter.counts.items())},
-            "ops per inter-camera step": sum(counter.counts.values()),
-            "torch": torch.__version__, "date": date.today().isoformat(), "commit": git_commit(REPO)}
+        return nn.functional.cross_entropy(head(features).float(), labels) + batch_hard_triplet(features, labels, 0.3)
+
+    counts = count_training_step(backbone, [head], _random_images(batch, args), loss_of)
+    return _row(name, args, {"step": "inter", "batch": batch}, counts, "ops per inter-camera step")
 
 
 def main() -> None:

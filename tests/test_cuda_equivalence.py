@@ -9,11 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from iics.affinity import jaccard_similarity
 from iics.cluster import agglomerative
+from iics.models.aibn import AIBN2d
+from iics.models.batchnorm import split_batch_statistics
 from iics.pseudo_labels import inter_camera_labels, intra_camera_labels
 from iics.rerank import k_reciprocal
+from iics.runtime import compute_context
 from iics.settings import ClusterCut, Reranking
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -127,12 +131,6 @@ def test_inter_camera_labels(method):
 def test_aibn_layer(parts, bf16):
     """AIBN2d's hand-written forward and backward on the device against the same layer in float64
     on the host: output, input gradient, running statistics and the parameter gradients."""
-    from torch import nn
-
-    from iics.models.aibn import AIBN2d
-    from iics.models.batchnorm import split_batch_statistics
-    from iics.runtime import compute_context
-
     g = generator(5)
     x = torch.randn(6 * 4, 16, 16, 8, generator=g, dtype=torch.float64) * 2 + 1
     upstream = torch.randn(x.shape, generator=g, dtype=torch.float64)

@@ -96,7 +96,7 @@ class _AIBNFunction(torch.autograd.Function):
 
     Autograd through the plain formula runs 30 small operations per layer forward and 62
     backward (float32 training), each one kernel launch on a GPU, where a training step is bound
-    by launching kernels, not by the arithmetic. This computes the same function in 17 and 38:
+    by launching kernels, not by the arithmetic. This computes the same function in 16 and 38:
     the statistics in one pass (``var_mean``), the mixtures with ``lerp`` and the output with
     one ``addcmul``; and the gradient from two per-channel sums of the output gradient (of ``g``
     and of ``g * x``) and closed-form per-channel terms. tests/test_aibn_backward.py holds it
@@ -157,8 +157,8 @@ class _AIBNFunction(torch.autograd.Function):
         one_minus_a = 1.0 - a
         g_mean_in = g_mean * one_minus_a
         g_var_in = g_var * one_minus_a
-        mean_parts = mean_in.view(parts, rows, c)
-        if ctx.batch:  # per part: mean_bn = mean(mean_in), var_bn = mean(var_in + mean_in^2) - mean_bn^2
+        mean_parts, var_parts = mean_in.view(parts, rows, c), var_in.view(parts, rows, c)
+        if ctx.batch:  # per part: mean_bn = mean(mean_in), var_bn = mean(var_in + (mean_in - mean_bn)^2)
             g_var_bn = g_var.sum(dim=1) * a  # parts x C
             g_mean_bn = torch.addcmul(g_mean.sum(dim=1) * a, mean_bn, g_var_bn, value=-2.0)
             g_mean_in += torch.addcmul(g_mean_bn[:, None], mean_parts, g_var_bn[:, None], value=2.0) / rows
@@ -170,7 +170,7 @@ class _AIBNFunction(torch.autograd.Function):
         grad_x = grad_x.addcmul_(grad_out, scale[:, :, None, None]).to(grad_out.dtype)
         grad_alpha = grad_weight = grad_bias = None
         if ctx.needs_input_grad[1]:
-            pull = (g_mean * (mean_bn[:, None] - mean_parts) + g_var * (var_bn[:, None] - var_in.view(parts, rows, c))).sum()
+            pull = (g_mean * (mean_bn[:, None] - mean_parts) + g_var * (var_bn[:, None] - var_parts)).sum()
             grad_alpha = (pull * (alpha == a)).reshape(alpha.shape)  # zero where the clamp holds alpha
         if ctx.needs_input_grad[2]:
             grad_weight = g_scale_inv_std.sum(dim=0)

@@ -44,12 +44,14 @@ def test_seed_spread_overrides_and_summary():
     assert parse_override("precision=bf16") == {"precision": "bf16"}
     with pytest.raises(Exception, match="KEY=VALUE"):
         parse_override("precision")
-    rows = [{"mAP": 10.0, "rank1": 5.0, "intra_nmi": [0.5, 0.7], "inter_nmi": [0.4, 0.6]},
-            {"mAP": 14.0, "rank1": 9.0, "intra_nmi": [0.7, 0.7], "inter_nmi": [0.6, 0.8]}]
+    rows = [{"mAP": 10.0, "rank1": 5.0, "rank5": 20.0, "rank10": 30.0, "intra_nmi": [0.5, 0.7], "inter_nmi": [0.4, 0.6]},
+            {"mAP": 14.0, "rank1": 9.0, "rank5": 21.0, "rank10": 30.0, "intra_nmi": [0.7, 0.7], "inter_nmi": [0.6, 0.8]}]
     out = seed_spread.summary(rows)
     assert out["mAP"] == {"mean": 12.0, "std": round(2 ** 0.5 * 2, 4)}
     assert out["intra_nmi"][0] == {"mean": 0.6, "std": round(0.02 ** 0.5, 4)}
     assert out["intra_nmi"][1] == {"mean": 0.7, "std": 0.0}
+    assert out["rank5"] == {"mean": 20.5, "std": round(0.5 ** 0.5, 4)}
+    assert out["rank10"] == {"mean": 30.0, "std": 0.0}
     disabled = [{**row, "inter_nmi": [None, None]} for row in rows]  # inter.enabled: false
     assert seed_spread.summary(disabled)["inter_nmi"] == [None, None]
 

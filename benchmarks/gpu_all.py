@@ -32,6 +32,7 @@ STEPS = {
                                  "--set", "precision=float32"],
     "clustering_market1501": [PYTHON, "benchmarks/clustering_speed.py", "--scale", "market1501"],
     "train_profile": [PYTHON, "benchmarks/train_profile.py"],
+    "startup": [PYTHON, "benchmarks/startup.py"],
     "round_msmt17": [PYTHON, "benchmarks/round_speed.py", "--scale", "msmt17"],
     "clustering_msmt17": [PYTHON, "benchmarks/clustering_speed.py", "--scale", "msmt17"],
 }

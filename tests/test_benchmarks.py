@@ -1,12 +1,13 @@
 """The benchmarks: their synthetic data plans match the dataset sizes they claim to stand for, the
 seed summary, the commit a result is recorded at, round_speed.py runs a round end to end, the
 neighbour shares of rerank_neighbours.py, the profile totals of train_profile.py, the operation
-counts of op_count.py."""
+counts of op_count.py, and that benchmarks/cuda_graph.patch still applies."""
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,24 @@ def test_op_count_splits_a_step_by_part():
     inter = op_count.count_inter_step("resnet18_aibn", SimpleNamespace(height=32, width=16, ids_per_batch=2, images_per_id=2))
     assert inter["batch"] == 4 and inter["ops: forward, AIBN"] > 0
     assert inter["ops per inter-camera step"] == sum(n for key, n in inter.items() if key.startswith("ops: "))
+
+
+def test_cuda_graph_patch_still_applies():
+    """benchmarks/cuda_graph.patch (training steps replayed from CUDA graphs, kept off main until
+    it has run on a GPU: BENCHMARKS.md says why) applies to this tree. A change to a file it
+    touches that breaks it fails here, not when a GPU session next wants to measure it."""
+    patch = "benchmarks/cuda_graph.patch"
+    if shutil.which("git") is None:
+        pytest.skip(f"git is not installed, so {patch} cannot be checked")
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=REPO, capture_output=True, text=True)
+    if top.returncode != 0 or Path(top.stdout.strip()).resolve() != REPO.resolve():
+        why = top.stderr.strip() or f"its work tree is {top.stdout.strip()}"
+        pytest.skip(f"{REPO} is not the root of a git work tree ({why}), so {patch} cannot be checked")
+    check = subprocess.run(["git", "apply", "--check", patch], cwd=REPO, capture_output=True, text=True)
+    if check.returncode != 0:
+        applied = subprocess.run(["git", "apply", "--check", "--reverse", patch], cwd=REPO, capture_output=True)
+        if applied.returncode == 0:
+            pytest.skip(f"{patch} is applied in this tree already (it reverses cleanly)")
+    assert check.returncode == 0, (
+        f"{patch} no longer applies: rebuild it on a branch (git apply --3way, resolve, commit, then "
+        f"git diff <base>.. -- iics tests > {patch}):\n{check.stderr}")

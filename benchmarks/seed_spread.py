@@ -8,7 +8,8 @@ seed noise.
 Each seed runs `dvc repro report` (every round and evaluation, no pictures) in a fresh copy of the
 project, with `model.seed` set to the seed: initial weights, sampling and augmentation change,
 the dataset does not. `--set key=value` (dotted key, YAML value) goes into the copy's
-conf/config.yaml. Prints one JSON line per seed, then one with the mean and the spread (sample
+conf/config.yaml; with `--set evaluate.rerank.enabled=true` the re-ranked scores are recorded
+beside the plain ones. Prints one JSON line per seed, then one with the mean and the spread (sample
 standard deviation) of every number; benchmarks/results/seed_spread.jsonl holds recorded output.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tiny_repo import REPO, copy_project, dvc_executable, merge_config, parse_ov
 
 
 SCORES = ("mAP", "rank1", "rank5", "rank10")
+RERANKED_SCORES = tuple(f"rerank_{key}" for key in SCORES)  # only with evaluate.rerank.enabled: true
 
 
 def _nmi(path: Path) -> float | None:
@@ -54,7 +56,8 @@ def one_seed(seed: int, overrides: list[dict], dvc: str) -> dict:
         final = json.loads((metrics / "eval.json").read_text())
         nmi = {stage: [_nmi(metrics / "rounds" / r / f"{stage}.json") for r in rounds] for stage in ("intra", "inter")}
     return {"seed": seed, "intra_nmi": nmi["intra"], "inter_nmi": nmi["inter"],
-            **{key: final[key] for key in SCORES}, "seconds": round(result["seconds"], 1)}
+            **{key: final[key] for key in (*SCORES, *RERANKED_SCORES) if key in final},
+            "seconds": round(result["seconds"], 1)}
 
 
 def summary(rows: list[dict]) -> dict:
@@ -62,7 +65,7 @@ def summary(rows: list[dict]) -> dict:
         return {"mean": round(statistics.fmean(values), 4),
                 "std": round(statistics.stdev(values), 4) if len(values) > 1 else None}
 
-    out = {key: spread([row[key] for row in rows]) for key in SCORES}
+    out = {key: spread([row[key] for row in rows]) for key in (*SCORES, *RERANKED_SCORES) if key in rows[0]}
     for key in ("intra_nmi", "inter_nmi"):
         out[key] = [None if None in values else spread(list(values)) for values in zip(*(row[key] for row in rows))]
     return out

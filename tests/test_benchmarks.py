@@ -53,6 +53,9 @@ def test_seed_spread_overrides_and_summary():
     assert out["intra_nmi"][1] == {"mean": 0.7, "std": 0.0}
     assert out["rank5"] == {"mean": 20.5, "std": round(0.5 ** 0.5, 4)}
     assert out["rank10"] == {"mean": 30.0, "std": 0.0}
+    assert "rerank_mAP" not in out
+    reranked = [{**row, "rerank_mAP": value} for row, value in zip(rows, (11.0, 12.0))]  # evaluate.rerank.enabled
+    assert seed_spread.summary(reranked)["rerank_mAP"] == {"mean": 11.5, "std": round(0.5 ** 0.5, 4)}
     disabled = [{**row, "inter_nmi": [None, None]} for row in rows]  # inter.enabled: false
     assert seed_spread.summary(disabled)["inter_nmi"] == [None, None]
 

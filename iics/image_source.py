@@ -27,8 +27,9 @@ class ImageSource:
     Use as a context manager; :meth:`names` lists every regular file, :meth:`read` returns
     one file's bytes. For a zip the names are its member names; for a folder they are paths
     relative to it: a symlink counts wherever it points (an image, or a sub-folder such as one
-    camera's crops on another disk; a link back to a folder already listed is skipped, so a
-    cycle ends), and a name that is absolute or holds '..' is refused.
+    camera's crops on another disk; a folder reached through two paths is listed under both,
+    and a link back to a folder above it, a cycle, is not followed), and a name that is absolute
+    or holds '..' is refused.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -106,10 +107,11 @@ class ImageSource:
 
 def _folder_files(root: str) -> list[str]:
     """Every file under `root` as a '/'-separated relative name, descending into symlinked
-    sub-folders once each (a folder reached again, through a link cycle, is not re-entered). A
-    folder that cannot be listed is a SourceError naming it, never a silent gap in the list."""
+    sub-folders (a folder reached by two paths is listed under both; a link back to a folder above
+    it, a cycle, is not entered). A folder that cannot be listed is a SourceError naming it,
+    never a silent gap in the list."""
     found = []
-    entered = set()
+    ancestors_of = {root: frozenset()}  # folder path -> (device, inode) of the folders above it
 
     def refuse(error: OSError) -> None:  # os.walk would skip the folder, and its images with it
         folder = Path(error.filename or root).relative_to(root).as_posix()
@@ -120,10 +122,12 @@ def _folder_files(root: str) -> list[str]:
 
     for folder, subfolders, files in os.walk(root, onerror=refuse, followlinks=True):
         status = os.stat(folder)
-        if (status.st_dev, status.st_ino) in entered:
+        ancestors = ancestors_of.pop(folder)
+        if (status.st_dev, status.st_ino) in ancestors:
             subfolders[:] = []
             continue
-        entered.add((status.st_dev, status.st_ino))
+        for name in subfolders:
+            ancestors_of[os.path.join(folder, name)] = ancestors | {(status.st_dev, status.st_ino)}
         relative = Path(folder).relative_to(root)
         found.extend((relative / name).as_posix() for name in files if os.path.isfile(os.path.join(folder, name)))
     return found

@@ -52,6 +52,25 @@ def test_symlinked_sub_folders_are_listed_once_and_read(linked_folder, tmp_path)
         assert source.read("cam3/a.jpg") == (elsewhere / "a.jpg").read_bytes()
 
 
+def test_a_folder_reached_by_two_paths_is_listed_under_both(linked_folder, tmp_path):
+    """Only a link back to a folder above it is a cycle: a real folder beside a link to it, or two
+    links to one store folder, are each listed (before, whichever came second was dropped, and
+    the CSV rows naming it were 'not found')."""
+    (linked_folder / "alias").symlink_to(linked_folder / "cam2", target_is_directory=True)
+    shared = tmp_path / "store" / "cam3"
+    shared.mkdir()
+    (shared / "b.jpg").write_bytes(image_bytes("b.jpg", (0, 0, 255)))
+    (linked_folder / "cam3").symlink_to(shared, target_is_directory=True)
+    (linked_folder / "cam3copy").symlink_to(shared, target_is_directory=True)
+    with ImageSource(linked_folder) as source:
+        assert source.names() == ["alias/linked.jpg", "cam2/linked.jpg", "cam3/b.jpg", "cam3copy/b.jpg",
+                                  "near.jpg", "relative.jpg"]
+    csv_path = tmp_path / "images.csv"
+    csv_path.write_text("image,camid\ncam2/linked.jpg,1\nalias/linked.jpg,2\ncam3/b.jpg,3\ncam3copy/b.jpg,3\n")
+    assert list(index_footage(csv_path, linked_folder)["image"]) == [
+        "cam2/linked.jpg", "alias/linked.jpg", "cam3/b.jpg", "cam3copy/b.jpg"]
+
+
 @pytest.mark.parametrize("name", ["../store/secret.txt", "cam2/../../store/secret.txt", "", "cam2"])
 def test_names_leaving_the_folder_or_not_files_are_refused(linked_folder, name):
     with ImageSource(linked_folder) as source, pytest.raises(SourceError, match="no file .* in the folder"):

@@ -97,10 +97,12 @@ def device_time_key(event) -> str:
 def profile_totals(events) -> tuple[float, float]:
     """(host, device) microseconds of a profile, as its table's 'Self CPU time total' and 'Self CUDA
     time total' count them: every event's own host time, and the own time of the device events
-    (the kernels) alone. An operator's self device time repeats its kernels' time, so summing it
-    too would count the device time twice."""
+    (the kernels) alone. An operator's self device time repeats its kernels' time, and so does a
+    device-side user annotation (the optimiser's `Optimizer.step#SGD.step` spans its kernels), so
+    summing either would count that time twice; the table leaves both out."""
     host = sum(event.self_cpu_time_total for event in events)
-    device = sum(getattr(event, device_time_key(event)) for event in events if event.device_type != DeviceType.CPU)
+    device = sum(getattr(event, device_time_key(event)) for event in events
+                 if event.device_type != DeviceType.CPU and not getattr(event, "is_user_annotation", False))
     return host, device
 
 

@@ -165,12 +165,16 @@ def test_rerank_neighbours_counts_a_hand_worked_case():
 
 def test_train_profile_counts_device_time_once():
     # An operator (a CPU event) carries its kernels' device time as its own too; the kernel event
-    # carries it again. The totals count each microsecond of device time once, as the table does.
+    # carries it again, and so does a device-side user annotation around them. The totals count
+    # each microsecond of device time once, as the profiler's table does.
     from torch.autograd import DeviceType
 
     events = [SimpleNamespace(device_type=DeviceType.CPU, self_cpu_time_total=30.0, self_device_time_total=5.0),
               SimpleNamespace(device_type=DeviceType.CUDA, self_cpu_time_total=0.0, self_device_time_total=5.0),
-              SimpleNamespace(device_type=DeviceType.CPU, self_cpu_time_total=10.0, self_device_time_total=0.0)]
+              SimpleNamespace(device_type=DeviceType.CPU, self_cpu_time_total=10.0, self_device_time_total=0.0),
+              # the optimiser's user annotation on the device spans its kernels: their time again
+              SimpleNamespace(device_type=DeviceType.CUDA, self_cpu_time_total=0.0, self_device_time_total=5.0,
+                              is_user_annotation=True)]
     assert train_profile.profile_totals(events) == (40.0, 5.0)
 
 

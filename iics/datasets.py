@@ -193,7 +193,9 @@ def index_dataset(
         )
     if layout == "csv":
         csv_path, source = _footage_source(raw_dir)
-        return source, index_footage(csv_path, source)
+        index = index_footage(csv_path, source)
+        _check_names(index, csv_path)
+        return source, index
     if release is None:
         try:
             zip_path = _single_zip(raw_dir)
@@ -203,6 +205,7 @@ def index_dataset(
                 raise DatasetError(f"{error}; {raw_dir} holds {FOOTAGE_CSV}: for your own crops use "
                                    "-S dataset=footage (dataset.layout=csv)") from None
             raise
+        _check_names(index, zip_path)
         _check_evaluable(index, zip_path)
         return zip_path, index
     zip_path = _official_zip(raw_dir, release)
@@ -217,6 +220,16 @@ def index_dataset(
                 f"(expected {release.md5}); the download is damaged or a different file"
             )
     index = _read_zip(layout, zip_path, subset)
+    _check_names(index, zip_path)
     check_official_counts(index, release, str(zip_path))
     _check_evaluable(index, zip_path)
     return zip_path, index
+
+
+def _check_names(index: pd.DataFrame, listed_in: Path) -> None:
+    """index.csv quotes a name holding a line feed, but not one holding a lone carriage return, and
+    reading the file back would split that name's row in two: every later stage would fail."""
+    bad = next((name for name in index["image"] if "\r" in name), None)
+    if bad is not None:
+        raise DatasetError(f"{listed_in}: image {bad!r} has a carriage return in its name, which index.csv cannot "
+                           f"hold; expected names without one (rename the file)")

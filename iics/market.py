@@ -35,7 +35,11 @@ _NAME_RE = re.compile(r"^(?P<pid>-1|\d+)_c(?P<cam>\d+)(?:s\d+)?_[^/\\]*\.(?:jpe?
 # word. So is a file in one of the image formats below, however named. Other files there (Thumbs.db
 # in the official Market-1501 zip, readme.txt) are ignored.
 _CROP_START_RE = re.compile(r"^(?:-1|\d+)_c\d+(?:s\d+)?_", re.IGNORECASE)
-UNREAD_IMAGE_EXTENSIONS = (".bmp", ".gif", ".tif", ".tiff", ".webp", ".jp2", ".jfif", ".ppm", ".pgm", ".heic", ".avif")
+UNREAD_IMAGE_EXTENSIONS = (
+    ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp", ".jpe", ".jfif", ".pjpeg", ".pjp", ".jp2", ".j2k", ".jpf",
+    ".jpx", ".j2c", ".jxl", ".heic", ".heif", ".avif", ".ppm", ".pgm", ".pbm", ".pnm", ".pam", ".tga", ".ico",
+    ".pcx", ".dds", ".psd", ".qoi", ".sgi", ".exr", ".hdr", ".mpo",
+)
 
 
 class MarketFormatError(ValueError):

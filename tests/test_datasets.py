@@ -9,7 +9,7 @@ import hashlib
 import pandas as pd
 import pytest
 from test_footage import make_footage
-from test_market import LAYOUT, cuhk03np_members, make_zip
+from test_market import LAYOUT, TOP, cuhk03np_members, make_zip
 from test_msmt17 import make_msmt17_zip
 
 from iics import datasets
@@ -182,6 +182,24 @@ def test_any_market_layout_zip_is_indexed_without_checks(tmp_path):
     make_zip(raw / "second.zip", LAYOUT)
     with pytest.raises(DatasetError, match=r"raw: expected exactly one dataset .zip, found cuhk03-np.zip, second.zip"):
         index_dataset(raw, "cuhk03np", "market")
+
+
+def test_a_carriage_return_in_an_image_name_is_refused(tmp_path):
+    """Written to index.csv unquoted, it split the row in two: extract succeeded and every later
+    stage stopped at an unreadable index."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    name = TOP + "bounding_box_train/0005_c1s1_000001_01\r.jpg"
+    zip_path = make_zip(raw / "crops.zip", {**LAYOUT, name: LAYOUT[TOP + "query/0003_c1s2_000123_01.jpg"]})
+    with pytest.raises(DatasetError) as err:
+        index_dataset(raw, "crops", "market")
+    assert str(err.value) == (f"{zip_path}: image {name!r} has a carriage return in its name, which index.csv cannot "
+                              f"hold; expected names without one (rename the file)")
+    rows = [["image", "camid"], ["a.jpg", "1"], ['"b\rc.jpg"', "2"]]
+    (tmp_path / "own").mkdir()
+    csv_path, _ = make_footage(tmp_path / "own", rows, images=["a.jpg", "b\rc.jpg"])
+    with pytest.raises(DatasetError, match=r"images.csv: image 'b\\rc.jpg' has a carriage return"):
+        index_dataset(tmp_path / "own", "cams", "csv")
 
 
 def test_zip_extension_in_any_case_is_found(tmp_path):

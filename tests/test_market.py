@@ -229,6 +229,8 @@ def test_split_of_junk_only_says_so(tmp_path):
     # named like a crop, in a format no fixed list of extensions named: dropped without a word
     "query/0004_c1s2_000123_01.jpe", "query/0004_c1s2_000123_01.heif", "bounding_box_test/0004_c1s2_000123_01.jxl",
     "bounding_box_train/0004_c1s2_000123_01.jpg.part", "query/0004_c1s2_000123_01", "query/-1_c1s2_000123_01.JXL",
+    # not named like a crop, in an image format Pillow reads: were ignored like readme.txt
+    "bounding_box_train/person7.heif", "query/000person7.jxl", "bounding_box_test/person7.pnm", "query/000person7.JPE",
 ])
 def test_images_that_would_be_left_out_are_an_error(tmp_path, name):
     """Other image formats, files named like a crop whatever their extension, and images in sub-folders

@@ -184,7 +184,7 @@ def test_drop_path_drops_whole_samples_only_in_training():
 
 def test_torchvision_round_trip(source, torchvision_file):
     model = load_imagenet_weights(build_backbone("convnext_tiny"), torchvision_file).eval()
-    checkpoint = torch.load(torchvision_file)
+    checkpoint = torch.load(torchvision_file, weights_only=True)
     assert torch.equal(model.norm.weight, checkpoint["classifier.0.weight"])  # final LayerNorm loaded
     loaded = model.state_dict()
     for key, value in source.state_dict().items():

@@ -10,7 +10,10 @@ classifier outputs), its re-ranking and its linkage.
 
 Inputs are generated: L2-normalised 2048-d features of the dataset's number of identities (a
 centre per identity plus noise), and per camera a softmax over that camera's paper cluster count
-(600), peaked at the identity's cluster. The settings are the paper's (k1 20, k2 6, lambda 0.3,
+(600), peaked at the identity's cluster. At Market-1501 scale each camera holds as many images
+as in the real train split (since 2026-12-07; before, cameras were drawn uniformly, about 2,156
+images each, which is 12 % less per-camera work); MSMT17's per-camera counts are not known here,
+so its cameras are drawn uniformly. The settings are the paper's (k1 20, k2 6, lambda 0.3,
 count cut: 600 per camera, 800 across). Everything runs on the device (`--device`, default CUDA
 when present) as the pipeline runs it: on CUDA the linkage merges reciprocal-nearest pairs in
 parallel on the GPU, on a CPU it is scipy's nearest-neighbour chain. Prints one JSON line per
@@ -18,8 +21,8 @@ phase; times on CUDA are taken after a synchronize. `--linkage-only` times just 
 linkage, on the cosine distances of all images (the linkage's work depends mostly on the matrix
 size), for machines where re-ranking at this scale would take too long; `--cut quantile` cuts it
 at the paper's inter-camera quantile (0.0017) instead of the count, which also finds that
-quantile among the n^2 / 2 distances. Each run ends with the process's peak host memory (and GPU
-memory on CUDA).
+quantile among the n^2 / 2 distances; it does not generate the classifier outputs it does not
+use. Each run ends with the process's peak host memory in MiB (and GPU memory on CUDA, GiB).
 """
 from __future__ import annotations
 
@@ -52,23 +55,34 @@ class Scale:
     images: int
     identities: int
     cameras: int
+    images_per_camera: tuple[int, ...] | None = None  # None: each image's camera drawn uniformly
 
 
 SCALES = {
-    "market1501": Scale(12_936, 751, 6),
+    # bounding_box_train of Market-1501 holds 2,017 / 1,709 / 2,707 / 920 / 2,338 / 3,245 images from cameras 1-6:
+    # the per-camera phases' work grows with the square of each camera's count.
+    "market1501": Scale(12_936, 751, 6, (2_017, 1_709, 2_707, 920, 2_338, 3_245)),
     "msmt17": Scale(32_621, 1_041, 15),
     "small": Scale(3_000, 180, 6),
 }
 INTRA_COUNT, INTER_COUNT, INTER_QUANTILE, FEATURE_DIM = 600, 800, 0.0017, 2048
 
 
-def make_inputs(scale: Scale, seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(features n x 2048, probabilities n x (cameras * 600), camera index n)."""
+def make_inputs(scale: Scale, seed: int, with_probabilities: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
+    """(features n x 2048, probabilities n x (cameras * 600) or None, camera index n). Cameras
+    hold `scale.images_per_camera` images where given, in random order."""
     g = torch.Generator().manual_seed(seed)
     pids = torch.randint(0, scale.identities, (scale.images,), generator=g)
-    cams = torch.randint(0, scale.cameras, (scale.images,), generator=g)
+    if scale.images_per_camera is None:
+        cams = torch.randint(0, scale.cameras, (scale.images,), generator=g)
+    else:
+        counts = torch.as_tensor(scale.images_per_camera)
+        cams = torch.repeat_interleave(torch.arange(len(counts)), counts)[torch.randperm(scale.images, generator=g)]
     centres = torch.randn(scale.identities, FEATURE_DIM, generator=g)
     features = torch.nn.functional.normalize(centres[pids] + 1.5 * torch.randn(scale.images, FEATURE_DIM, generator=g), dim=1)
+    if not with_probabilities:  # the linkage alone never reads them: they would only swell its peak memory
+        return features, None, cams.numpy()
     logits = torch.randn(scale.images, scale.cameras, INTRA_COUNT, generator=g)
     logits[torch.arange(scale.images), :, pids % INTRA_COUNT] += 6.0
     probabilities = torch.softmax(logits, dim=-1).reshape(scale.images, -1)
@@ -96,8 +110,8 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     scale = SCALES[args.scale]
-    features, probabilities, cams = make_inputs(scale, args.seed)
-    features, probabilities = features.to(device), probabilities.to(device)
+    features, probabilities, cams = make_inputs(scale, args.seed, with_probabilities=not args.linkage_only)
+    features = features.to(device)
     commit = git_commit(REPO)
     common = {"scale": args.scale, "images": scale.images, "cameras": scale.cameras,
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
@@ -130,6 +144,7 @@ def main() -> None:
         linkage_s += seconds
     report("intra re-ranking (all cameras)", rerank_s)
     report("intra linkage (all cameras)", linkage_s)
+    probabilities = probabilities.to(device)
     dist, seconds = timed(device, inter_camera_distance, features, probabilities, torch.as_tensor(cams, device=device), 0.02)
     report("inter affinity (cosine + Jaccard)", seconds)
     reranked, seconds = timed(device, k_reciprocal, dist)

@@ -46,7 +46,7 @@ checked = time.perf_counter()
 build_image_cache(source, list(index["image"]), int(height), int(width), out, progress=False)
 done = time.perf_counter()
 print(json.dumps({"images": len(index), "check_s": checked - start, "cache_s": done - checked,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -128,9 +128,9 @@ def main() -> None:
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
             "commit": git_commit(REPO),
             "resolution": f"{args.height}x{args.width}", "generate_s": round(generate_s, 1),
-            "zip_mb": round(zip_path.stat().st_size / 2**20, 1), "cache_gib": round(out.stat().st_size / 2**30, 2),
+            "zip_mib": round(zip_path.stat().st_size / 2**20, 1), "cache_gib": round(out.stat().st_size / 2**30, 2),
             "images": measured["images"], "check_s": round(measured["check_s"], 1), "cache_s": round(measured["cache_s"], 1),
-            "images_per_s": round(measured["images"] / measured["cache_s"]), "peak_rss_mb": round(measured["peak_rss_mb"]),
+            "images_per_s": round(measured["images"] / measured["cache_s"]), "peak_rss_mib": round(measured["peak_rss_mib"]),
         }
         print(json.dumps(record))
 

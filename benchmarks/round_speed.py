@@ -1,6 +1,8 @@
-"""One IICS round at real-dataset scale, stage by stage, as `dvc repro` runs it: time, throughput,
-peak host and GPU memory per stage. Needs no DVC (it runs the stage scripts directly, each in its
-own process, so start-up is included) and no dataset (it renders synthetic people).
+"""One IICS round at real-dataset scale, stage by stage, each stage script run as `dvc repro` runs
+it: time, throughput, peak host and GPU memory per stage. Needs no DVC (it runs the stage scripts
+directly, each in its own process, so their start-up is included; DVC's own work per stage,
+its start-up and hashing the stage's inputs and outputs, is not) and no dataset (it renders
+synthetic people).
 
     python benchmarks/round_speed.py --scale market1501      # 12,936 train images, 6 cameras
     python benchmarks/round_speed.py --scale msmt17          # 32,621 train images, 15 cameras

@@ -70,6 +70,12 @@ def test_clustering_speed_inputs_have_the_claimed_shape():
     assert probabilities.shape == (50, 3 * clustering_speed.INTRA_COUNT)
     torch.testing.assert_close(probabilities.sum(dim=1), torch.full((50,), 3.0))
     assert set(cams.tolist()) <= {0, 1, 2} and len(cams) == 50
+    assert clustering_speed.make_inputs(scale, seed=0, with_probabilities=False)[1] is None
+    real = clustering_speed.Scale(images=10, identities=3, cameras=3, images_per_camera=(2, 5, 3))
+    _, _, cams = clustering_speed.make_inputs(real, seed=0)
+    assert np.bincount(cams).tolist() == [2, 5, 3] and cams.tolist() != sorted(cams.tolist())
+    market = clustering_speed.SCALES["market1501"]
+    assert sum(market.images_per_camera) == market.images and len(market.images_per_camera) == market.cameras
 
 
 def test_git_commit_is_dirty_only_for_code_changes(tmp_path):

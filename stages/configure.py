@@ -34,7 +34,7 @@ def compose(overrides: list[str]):
     try:
         with initialize_config_dir(str(CONF), version_base=None):
             config = hydra_compose(config_name="config", overrides=overrides)
-    except HydraException as exc:
+    except (HydraException, ValueError) as exc:  # ValueError: `clustering=5`, a group given a number
         raise SystemExit(f"conf/: cannot compose {overrides}: {exc}") from None
     try:
         OmegaConf.resolve(config)  # an interpolation such as ${nothere} fails only here

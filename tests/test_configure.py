@@ -30,8 +30,8 @@ def test_benchmark_params_are_the_paper_presets(dataset):
 
 
 def test_shipped_schedules_are_generated():
-    assert (REPO / "conf/schedule/short.yaml").read_text() == set_rounds.render(5, 2)
-    assert (REPO / "conf/schedule/paper.yaml").read_text() == set_rounds.render(40, 5)
+    assert (REPO / "conf/schedule/short.yaml").read_text() == set_rounds.render(5, 2, "short")
+    assert (REPO / "conf/schedule/paper.yaml").read_text() == set_rounds.render(40, 5, "paper")
 
 
 def test_an_existing_schedule_is_replaced_only_with_force(tmp_path, monkeypatch, capsys):
@@ -41,9 +41,9 @@ def test_an_existing_schedule_is_replaced_only_with_force(tmp_path, monkeypatch,
     set_rounds.main(["3", "--every", "1", "--name", "mine"])  # the same schedule again: nothing to refuse
     with pytest.raises(SystemExit, match=r"^mine.yaml exists with another schedule .* pass --force to replace it$"):
         set_rounds.main(["4", "--name", "mine"])
-    assert (tmp_path / "mine.yaml").read_text() == set_rounds.render(3, 1)
+    assert (tmp_path / "mine.yaml").read_text() == set_rounds.render(3, 1, "mine")
     set_rounds.main(["4", "--name", "mine", "--force"])
-    assert (tmp_path / "mine.yaml").read_text() == set_rounds.render(4, 5)
+    assert (tmp_path / "mine.yaml").read_text() == set_rounds.render(4, 5, "mine")
     assert "select it with: dvc exp run -S schedule=mine" in capsys.readouterr().out
 
 
@@ -52,7 +52,36 @@ def test_schedule_lists_rounds_and_evaluations():
     assert list(plan["rounds"]) == [f"r0{t}" for t in range(7)]
     assert plan["rounds"]["r00"] == {"t": 0, "prev": "init"} and plan["rounds"]["r06"] == {"t": 6, "prev": "r05"}
     assert plan["evaluations"] == ["init", "r02", "r05", "r06"]
-    assert yaml.safe_load(set_rounds.render(7, 3)) == plan
+    assert yaml.safe_load(set_rounds.render(7, 3, "seven")) == plan
+
+
+def test_the_generated_header_command_rewrites_the_same_file(tmp_path, monkeypatch):
+    """The header said `set_rounds.py 40 --every 5`, which writes rounds40.yaml, not paper.yaml."""
+    monkeypatch.setattr(set_rounds, "ROOT", tmp_path)
+    monkeypatch.setattr(set_rounds, "SCHEDULES", tmp_path)
+    set_rounds.main(["3", "--every", "2", "--name", "mine"])
+    command = (tmp_path / "mine.yaml").read_text().split("`")[1].split()
+    assert command[:2] == ["python", "stages/set_rounds.py"]
+    (tmp_path / "mine.yaml").write_text("edited\n")
+    set_rounds.main(command[2:])
+    assert (tmp_path / "mine.yaml").read_text() == set_rounds.render(3, 2, "mine")
+
+
+@pytest.mark.parametrize("name", ["true", "False", "null", "nan", "Inf"])
+def test_schedule_names_hydra_reads_as_values_are_refused(tmp_path, monkeypatch, name):
+    monkeypatch.setattr(set_rounds, "ROOT", tmp_path)
+    monkeypatch.setattr(set_rounds, "SCHEDULES", tmp_path)
+    with pytest.raises(SystemExit, match=rf"^--name '{name}' would be read as .* by `-S schedule={name}`"):
+        set_rounds.main(["3", "--name", name])
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("override, got", [("clustering=5", "int"), ("schedule=null", "NoneType"), ("schedule=true", "bool")])
+def test_a_group_given_a_value_is_one_line(override, got):
+    """Hydra raises a plain ValueError for these, which was a traceback."""
+    with pytest.raises(SystemExit) as err:
+        configure.compose([override])
+    assert str(err.value).startswith(f"conf/: cannot compose {[override]}: ") and str(err.value).endswith(f"Got {got}")
 
 
 PAPER = {

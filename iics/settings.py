@@ -6,6 +6,7 @@ training code.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -27,9 +28,12 @@ def _is_int(value: object) -> bool:
 
 
 def _is_number(value: object) -> bool:
-    """A Python or NumPy real number, not a bool and not text (comparing text with a number would
-    raise a TypeError instead of naming the field)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    """A finite Python or NumPy real number, not a bool and not text (comparing text with a number
+    would raise a TypeError instead of naming the field; NaN passes no comparison's check, so a
+    range test alone let `nan <= 0` through, and infinity made `int()` overflow)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        return False
+    return isinstance(value, numbers.Integral) or math.isfinite(value)  # an int of any size is finite
 
 
 def check_count(name: str, value: object, minimum: int = 1) -> None:
@@ -61,7 +65,7 @@ class ClusterCut:
         if self.method not in METHODS:
             raise ValueError(f"clustering method {self.method!r} is not one of {', '.join(METHODS)}")
         if not _is_number(self.value):
-            raise ValueError(f"{self.method} cut needs a number, got {self.value!r}")
+            raise ValueError(f"{self.method} cut needs a finite number, got {self.value!r}")
         if self.method == "count" and (self.value < 1 or int(self.value) != self.value):
             raise ValueError(f"count cut needs a positive integer, got {self.value!r}")
         if self.method == "quantile" and not 0 < self.value < 1:

@@ -38,7 +38,13 @@ def load_params() -> dict:
 
 
 def dataset_dir(params: dict) -> Path:
-    return ROOT / "data" / params["dataset"]["name"]
+    """data/<dataset.name>/. A name YAML reads as a number or a bool (`dataset.name=2024`) stops
+    the stage in one line: it is no folder name until quoted."""
+    name = params["dataset"]["name"]
+    if not isinstance(name, str) or not name:
+        raise SystemExit(f"params.yaml: dataset.name must be a folder name, got {name!r}; quote a name YAML would "
+                         f"read as a number or bool: -S \"dataset.name='{name}'\"")
+    return ROOT / "data" / name
 
 
 def prepared_dir(params: dict) -> Path:

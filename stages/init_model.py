@@ -1,7 +1,9 @@
 """Stage `init`: the starting backbone (ImageNet weights from a local file, or random)."""
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import torch
 from common import ROOT, load_images, load_index, load_params, round_dir, show_progress
@@ -21,6 +23,19 @@ data/weights/, and set model.weights (the paper configurations already point the
 ########################################################################################"""
 
 
+def tracked_weights_file(weights) -> str:
+    """The absolute path of `model.weights`, which must lie in data/weights/: that folder is the
+    stage's dependency, so DVC reruns `init` when a file there changes. One elsewhere would be
+    read but never hashed, and a changed file would leave the old model in place."""
+    folder = ROOT / "data" / "weights"
+    path = Path(os.path.abspath(ROOT / str(weights)))  # '..' folded, links not followed: a link in the folder is fine
+    if folder not in path.parents:
+        raise SystemExit(f"init: model.weights {weights!r} is outside data/weights/, the folder DVC tracks for this "
+                         f"stage, so a change to the file would not rerun init; copy or link it into data/weights/ "
+                         f"and set model.weights=data/weights/{path.name}")
+    return str(path)
+
+
 def main() -> None:
     params = load_params()
     model_params = params["model"]
@@ -29,7 +44,7 @@ def main() -> None:
     if weights is None and params["dataset"]["name"] != "synthetic":
         print(NO_WEIGHTS_WARNING.format(backbone=model_params["backbone"], dataset=params["dataset"]["name"]), file=sys.stderr)
     if weights is not None:
-        weights = str((ROOT / weights).resolve()) if not str(weights).startswith("/") else weights
+        weights = tracked_weights_file(weights)
     try:
         backbone = build_backbone(model_params["backbone"], weights=weights)
     except FileNotFoundError as exc:

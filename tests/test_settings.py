@@ -101,7 +101,10 @@ def test_inter_training_out_of_range(change, message):
 
 
 @pytest.mark.parametrize("method, value, message", [
-    ("threshold", "x", r"^threshold cut needs a number, got 'x'$"),
+    ("threshold", "x", r"^threshold cut needs a finite number, got 'x'$"),
+    ("threshold", float("nan"), r"^threshold cut needs a finite number, got nan$"),  # nan <= 0 is False: it passed
+    ("count", float("inf"), r"^count cut needs a finite number, got inf$"),         # int(inf): OverflowError
+    ("quantile", float("nan"), r"^quantile cut needs a finite number, got nan$"),
     ("threshold", 0.0, r"^threshold cut needs a positive distance, got 0.0$"),
     ("count", 2.5, r"^count cut needs a positive integer, got 2.5$"),
     ("quantile", 1.0, r"^quantile cut needs 0 < q < 1, got 1.0$"),
@@ -139,7 +142,7 @@ def _shipped_params_with(key: str, value) -> dict:
     ("plots.top_k", 0, lambda p: params_io.integer(p, "plots.top_k"), r"plots.top_k must be an integer >= 1, got 0"),
     ("model.seed", "x", lambda p: params_io.stage_seed(p, 0, 1), r"model.seed must be an integer >= 0, got 'x'"),
     ("model.seed", -1, lambda p: params_io.stage_seed(p, 0, 1), r"model.seed must be an integer >= 0, got -1"),
-    ("clustering.intra_threshold", "x", lambda p: params_io.intra_cut(p), r"clustering.intra_threshold: threshold cut needs a number, got 'x'"),
+    ("clustering.intra_threshold", "x", lambda p: params_io.intra_cut(p), r"clustering.intra_threshold: threshold cut needs a finite number, got 'x'"),
     ("clustering.threshold", -0.5, lambda p: params_io.inter_cut(p), r"clustering.threshold: threshold cut needs a positive distance, got -0.5"),
     ("clustering.method", "nearest", lambda p: params_io.intra_cut(p), r"clustering.method must be count, quantile or threshold, got 'nearest'"),
 ])
@@ -148,3 +151,39 @@ def test_stage_settings_exit_with_one_line_naming_params_yaml_and_the_key(key, v
     read(yaml.safe_load((REPO / "params.yaml").read_text()))  # the shipped values pass
     with pytest.raises(SystemExit, match=f"^params.yaml: {message}$"):
         read(_shipped_params_with(key, value))
+
+
+@pytest.mark.parametrize("name", [2024, 1.5, True, None, ""])
+def test_a_dataset_name_that_is_no_folder_name_is_one_line(name):
+    """`-S dataset.name=2024` gives YAML's integer; joined to a path it was a TypeError traceback."""
+    import common
+
+    with pytest.raises(SystemExit) as err:
+        common.dataset_dir({"dataset": {"name": name}})
+    assert str(err.value) == (f"params.yaml: dataset.name must be a folder name, got {name!r}; quote a name YAML "
+                              f"would read as a number or bool: -S \"dataset.name='{name}'\"")
+    import configure  # the quoted form the message suggests is a name
+
+    assert configure.compose(["dataset=footage", "dataset.name='2024'"]).dataset.name == "2024"
+
+
+def test_weights_outside_data_weights_are_refused(tmp_path, monkeypatch):
+    """init depends on data/weights/ only: a file elsewhere was read but never hashed by DVC, so
+    replacing it left the old model in place."""
+    import init_model
+
+    monkeypatch.setattr(init_model, "ROOT", tmp_path)
+    folder = tmp_path / "data" / "weights"
+    folder.mkdir(parents=True)
+    (tmp_path / "store").mkdir()
+    (folder / "linked.pth").symlink_to(tmp_path / "store" / "net.pth")  # a link in the folder is tracked
+    assert init_model.tracked_weights_file("data/weights/net.pth") == str(folder / "net.pth")
+    assert init_model.tracked_weights_file(str(folder / "net.pth")) == str(folder / "net.pth")
+    assert init_model.tracked_weights_file("data/weights/linked.pth") == str(folder / "linked.pth")
+    for outside in (str(tmp_path / "store" / "net.pth"), "data/weights/../net.pth", "data/net.pth"):
+        with pytest.raises(SystemExit) as err:
+            init_model.tracked_weights_file(outside)
+        assert str(err.value) == (
+            f"init: model.weights {outside!r} is outside data/weights/, the folder DVC tracks for this stage, so a "
+            f"change to the file would not rerun init; copy or link it into data/weights/ and set "
+            f"model.weights=data/weights/net.pth")

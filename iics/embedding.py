@@ -103,14 +103,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         device = resolve_device(args.device)
         bf16 = resolve_precision(args.precision, device)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)  # before the work, not after
+        if os.path.isdir(args.out):
+            raise ValueError(f"{args.out}: is a folder; expected the path of a .npz file to write")
         with ImageSource(args.images) as source:
             names = source.image_names()
         if not names:
             raise ValueError(f"{args.images}: no {', '.join(IMAGE_EXTENSIONS)} files found")
         features = embed_crops(model, args.images, names, input_size, device, args.batch_size, bf16)
+        _write_npz(args.out, names, features.numpy())
     except (OSError, ValueError) as error:  # a missing or unreadable file, a bad value: one line
         raise SystemExit(f"iics.embedding: {error}") from None
-    _write_npz(args.out, names, features.numpy())
     print(f"{len(names)} crops from {args.images} at {input_size[0]} x {input_size[1]} -> {args.out} "
           f"({features.shape[1]}-d {name} features on {device})")
 

@@ -23,6 +23,11 @@ def main() -> None:
     for round_id in rounds:
         t = params["rounds"][round_id]["t"]
         intra, inter = read(round_id, "intra"), read(round_id, "inter")
+        if not intra:
+            raise SystemExit(
+                f"metrics/rounds/{round_id}/intra.json missing: params.yaml `rounds` lists {round_id!r} "
+                f"(run its intra_cluster stage)"
+            )
         row = {"round": t, "intra_total": sum(intra["clusters_per_camera"].values())}
         row.update({f"intra_{cam}": n for cam, n in intra["clusters_per_camera"].items()})
         if inter.get("enabled"):

@@ -117,6 +117,22 @@ def test_bad_input_is_one_line_and_writes_nothing(case, message, crops, checkpoi
     assert not out.exists()
 
 
+def test_an_out_path_that_cannot_be_written_is_one_line_before_the_work(crops, checkpoint, tmp_path, monkeypatch):
+    """A folder named like the .npz was an IsADirectoryError traceback after every crop was embedded."""
+    folder = tmp_path / "d.npz"
+    folder.mkdir()
+    with pytest.raises(SystemExit, match=r"^iics.embedding: .*d.npz: is a folder; expected the path of a .npz file"):
+        main([str(checkpoint), str(crops), "--out", str(folder), "--device", "cpu"])
+    import iics.embedding
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(iics.embedding.np, "savez", refuse)  # a write that fails after the work: one line too
+    with pytest.raises(SystemExit, match=r"^iics.embedding: \[Errno 13\] Permission denied$"):
+        main([str(checkpoint), str(crops), "--out", str(tmp_path / "f.npz"), "--device", "cpu"])
+    assert list(tmp_path.glob("f.npz*")) == []
+
+
 def test_a_size_that_is_not_positive_is_one_line(crops, checkpoint, tmp_path):
     with pytest.raises(SystemExit, match=r"^iics.embedding: height and width must be positive integers, got 0 x 16$"):
         main([str(checkpoint), str(crops), "--out", str(tmp_path / "f.npz"), "--height", "0", "--width", "16"])

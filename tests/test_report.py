@@ -57,3 +57,11 @@ def test_a_listed_evaluation_without_its_file_is_an_error(metrics):
     (metrics / "rounds" / "r01" / "eval.json").unlink()
     with pytest.raises(SystemExit, match=r"metrics/rounds/r01/eval.json missing: params.yaml `evaluations` lists 'r01'"):
         report.main()
+
+
+def test_a_listed_round_without_its_clustering_is_an_error(metrics):
+    """Run by hand with a round params.yaml lists but nobody computed: was KeyError 'clusters_per_camera'."""
+    (metrics / "rounds" / "r02" / "intra.json").unlink()
+    with pytest.raises(SystemExit, match=r"^metrics/rounds/r02/intra.json missing: params.yaml `rounds` lists 'r02' "
+                                         r"\(run its intra_cluster stage\)$"):
+        report.main()

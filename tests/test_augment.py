@@ -1,15 +1,19 @@
 import torch
 
 from iics.augment import (
-    ERASE_FILL,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     eval_transform,
     random_erasing,
     random_flip,
     random_pad_crop,
     train_transform,
 )
+
+
+# The reference's constants, written out (ALGORITHM.md "Input"): compared with the module's own
+# constants, a wrong value there (the ImageNet mean as erasing fill, say) would pass.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+ERASE_FILL = (0.4914, 0.4822, 0.4465)  # in the normalised space, as the reference fills
 
 
 def generator(seed=0):
@@ -22,6 +26,7 @@ def test_eval_transform_normalises_each_channel():
     x = eval_transform(images)
     assert x.shape == (2, 3, 4, 3)
     assert torch.allclose(x[:, 0], torch.full((2, 4, 3), (1 - IMAGENET_MEAN[0]) / IMAGENET_STD[0]))
+    assert torch.allclose(x[:, 1], torch.full((2, 4, 3), -IMAGENET_MEAN[1] / IMAGENET_STD[1]))
     assert torch.allclose(x[:, 2], torch.full((2, 4, 3), -IMAGENET_MEAN[2] / IMAGENET_STD[2]))
 
 

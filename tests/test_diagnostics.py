@@ -61,9 +61,10 @@ def test_plain_python_types():
 
 
 def test_errors():
-    with pytest.raises(ValueError):
+    # matched to the message: NumPy's own broadcast ValueError would pass a bare pytest.raises
+    with pytest.raises(ValueError, match=r"^pred_labels \(2\) and true_labels \(3\) differ in length$"):
         pseudo_label_quality([0, 1], [0, 1, 2])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^pred_labels must not be empty$"):
         pseudo_label_quality([], [])
 
 

@@ -26,8 +26,8 @@ def features(n: int, seed: int) -> torch.Tensor:
 
 def test_reranked_distances_rerank_queries_and_gallery_as_one_set():
     q, g = features(5, 0), features(12, 1)
-    settings = Reranking(k1=6, k2=3, lambda_value=0.3)
-    joint = rerank.k_reciprocal(cosine_distance(torch.cat([q, g])).numpy(), 6, 3, 0.3)
+    settings = Reranking(k1=6, k2=3, lambda_value=0.7)  # not the default 0.3: a dropped lambda would show
+    joint = rerank.k_reciprocal(cosine_distance(torch.cat([q, g])).numpy(), 6, 3, 0.7)
     out = evaluate.reranked_distances(q, g, settings, CPU, "evaluate r01")
     assert out.shape == (5, 12)
     np.testing.assert_allclose(out.numpy(), joint[:5, 5:], atol=1e-6)

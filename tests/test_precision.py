@@ -86,6 +86,8 @@ def test_bf16_features_point_the_same_way_as_float32(name):
     plain = extract_features(model, images, CPU, batch_size=4, progress=False)
     fast = extract_features(model, images, CPU, batch_size=4, progress=False, bf16=True)
     assert fast.dtype == torch.float32 and fast.shape == plain.shape
+    # bf16 did run: its rounding moves every feature (if autocast were skipped, they would be equal)
+    assert (fast - plain).abs().amax(dim=1).min() > 1e-4
     # Untrained features of different images share a large common part (raw cosine >= 0.988 between
     # different images here), so compare what tells the images apart: features minus the batch mean.
     fast, plain = fast - fast.mean(dim=0), plain - plain.mean(dim=0)
@@ -142,6 +144,9 @@ def test_bf16_training_follows_float32(train):
     fast, backbone = train(True)
     assert all(p.dtype == torch.float32 for p in backbone.parameters())
     assert np.isfinite(fast).all()
+    # bf16 did run: its rounding moves the first loss by about 1e-3 (8e-4 intra, 3e-3 inter); with
+    # autocast skipped, channels_last alone moved it by under 3e-6
+    assert abs(fast[0] - plain[0]) > 1e-4 * abs(plain[0])
     # Untrained features are nearly parallel, so bf16 rounding moves the batch-hard triplet term
     # (inter) by a few per cent; cross-entropy alone (intra) agrees more closely.
     np.testing.assert_allclose(fast[0], plain[0], rtol=0.06)

@@ -36,6 +36,25 @@ def test_intra_camera_labels_recover_separated_identities_per_camera(cut):
         assert labels[members].min() == 0  # labels are local to each camera
 
 
+def test_every_reranking_setting_reaches_the_reranking(monkeypatch):
+    """The tests above use lambda's default, so a call that dropped it would pass them."""
+    from iics import pseudo_labels
+
+    seen = []
+
+    def spy(dist, k1, k2, lambda_value):
+        seen.append((k1, k2, lambda_value))
+        return k_reciprocal(dist, k1, k2, lambda_value)
+
+    monkeypatch.setattr(pseudo_labels, "k_reciprocal", spy)
+    features, _ = blobs()
+    cameras = np.tile([0, 1], len(features) // 2)
+    intra_camera_labels(features, cameras, ClusterCut("count", 3), Reranking(k1=4, k2=2, lambda_value=0.7))
+    probs = torch.softmax(torch.randn(len(features), 6, generator=torch.Generator().manual_seed(0)), dim=1)
+    inter_camera_labels(features, probs, cameras, 0.5, ClusterCut("count", 3), Reranking(k1=3, k2=1, lambda_value=0.9))
+    assert seen == [(4, 2, 0.7), (4, 2, 0.7), (3, 1, 0.9)]
+
+
 def test_count_cut_caps_small_cameras_at_half():
     features, _ = blobs(num_ids=3, per_id=4)
     labels = intra_camera_labels(features, np.zeros(12, dtype=int), ClusterCut("count", 600), Reranking(k1=4, k2=2))

@@ -187,3 +187,10 @@ def test_weights_outside_data_weights_are_refused(tmp_path, monkeypatch):
             f"init: model.weights {outside!r} is outside data/weights/, the folder DVC tracks for this stage, so a "
             f"change to the file would not rerun init; copy or link it into data/weights/ and set "
             f"model.weights=data/weights/net.pth")
+
+
+def test_reranking_settings_come_from_their_own_keys():
+    params = {"clustering": {"rerank": {"k1": 5, "k2": 2, "lambda": 0.6}},
+              "evaluate": {"rerank": {"enabled": True, "k1": 9, "k2": 4, "lambda": 0.1}}}
+    assert params_io.reranking(params) == Reranking(k1=5, k2=2, lambda_value=0.6)
+    assert params_io.reranking(params, "evaluate.rerank") == Reranking(k1=9, k2=4, lambda_value=0.1)

@@ -69,10 +69,15 @@ def _read(path: str | os.PathLike, mmap: bool = False) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except OSError as error:
         raise CheckpointError(path, f"cannot be read ({error.strerror or error})") from None
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as error:
-        raise CheckpointError(path, f"not a readable PyTorch checkpoint, or a truncated one ({_torch_reason(error)})") from None
-    if not isinstance(payload, dict) or "backbone" not in payload or "state_dict" not in payload:
-        raise CheckpointError(path, "not an iics checkpoint (expected keys 'backbone' and 'state_dict')")
+    except Exception as error:  # noqa: BLE001 - bytes that are no checkpoint make the unpickler raise anything
+        reason = _torch_reason(error)
+        if not isinstance(error, (RuntimeError, pickle.UnpicklingError, EOFError, ValueError)):
+            reason = f"{type(error).__name__}: {reason}"  # an IndexError's text alone ('101') says nothing
+        raise CheckpointError(path, f"not a readable PyTorch checkpoint, or a truncated one ({reason})") from None
+    if (not isinstance(payload, dict) or not isinstance(payload.get("backbone"), str)
+            or not isinstance(payload.get("state_dict"), dict)):
+        raise CheckpointError(path, "not an iics checkpoint (expected keys 'backbone', a name, and 'state_dict', "
+                                    "a dict of tensors)")
     return payload
 
 
@@ -96,7 +101,11 @@ def trained_input_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """The (height, width) the model in `path` was trained on, or None when the file records
     none (an untrained `init` model, or a file written before the size was kept)."""
     size = _read(path, mmap=True).get("input_size")  # the weights stay on disk
-    return None if size is None else (int(size[0]), int(size[1]))
+    if size is None:
+        return None
+    if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+        raise CheckpointError(path, f"records input_size {size!r}; expected [height, width], two positive integers")
+    return int(size[0]), int(size[1])
 
 
 def load_heads(path: str | os.PathLike, feature_dim: int) -> list[nn.Module]:
@@ -106,8 +115,13 @@ def load_heads(path: str | os.PathLike, feature_dim: int) -> list[nn.Module]:
     payload = _read(path)
     if "heads" not in payload:
         raise CheckpointError(path, "checkpoint has no classifier heads (expected an intra-camera model)")
+    entries = payload["heads"]
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("num_classes"), int) and e["num_classes"] > 0
+            and isinstance(e.get("state_dict"), dict) for e in entries):
+        raise CheckpointError(path, "its classifier heads are not a list of {'num_classes', 'state_dict'} entries")
     heads = []
-    for number, entry in enumerate(payload["heads"]):
+    for number, entry in enumerate(entries):
         head = ClassifierHead(feature_dim, entry["num_classes"])
         try:
             head.load_state_dict(entry["state_dict"])

@@ -6,14 +6,15 @@ from sklearn.manifold import TSNE
 
 
 def sample_for_tsne(pids: np.ndarray, num_identities: int, max_images: int, seed: int) -> np.ndarray:
-    """Row positions to draw: every image of `num_identities` identities chosen at random, or, when
-    the identities are unknown (any pid < 0), `max_images` images chosen at random. Sorted."""
+    """Row positions to draw: every image of `num_identities` identities chosen at random among the
+    images that have one (pid >= 0; unlabelled images are left out), or, when none has, `max_images`
+    images chosen at random. Sorted."""
     pids = np.asarray(pids)
     if num_identities < 1 or max_images < 1:
         raise ValueError(f"num_identities and max_images must be >= 1, got {num_identities}, {max_images}")
     rng = np.random.default_rng(seed)
-    if len(pids) and (pids >= 0).all():
-        identities = np.unique(pids)
+    if (pids >= 0).any():
+        identities = np.unique(pids[pids >= 0])
         chosen = rng.choice(identities, size=min(num_identities, len(identities)), replace=False)
         return np.flatnonzero(np.isin(pids, chosen))
     return np.sort(rng.choice(len(pids), size=min(max_images, len(pids)), replace=False))

@@ -48,8 +48,18 @@ def test_a_checkpoint_that_cannot_serve_is_one_checkpoint_error_naming_the_file(
     assert reason(load_backbone, tmp_path / "cut.pt").startswith("not a readable PyTorch checkpoint, or a truncated one (")
     (tmp_path / "text.pt").write_text("not a checkpoint\n")
     assert reason(load_backbone, tmp_path / "text.pt").startswith("not a readable PyTorch checkpoint, or a truncated one (")
-    torch.save({"weights": {}}, tmp_path / "other.pt")
-    assert reason(load_backbone, tmp_path / "other.pt") == "not an iics checkpoint (expected keys 'backbone' and 'state_dict')"
+    # Bytes of no checkpoint that the legacy unpickler reads as opcodes: IndexError and KeyError were tracebacks
+    for first in (b"h", b"j", b"q", b"}"):
+        (tmp_path / "odd.pt").write_bytes(first + b"ello world, not a checkpoint\n")
+        assert reason(load_backbone, tmp_path / "odd.pt").startswith("not a readable PyTorch checkpoint, or a truncated one (")
+    not_iics = "not an iics checkpoint (expected keys 'backbone', a name, and 'state_dict', a dict of tensors)"
+    for payload in ({"weights": {}}, {"backbone": ["resnet18"], "state_dict": {}}, {"backbone": "resnet18", "state_dict": [1]}):
+        torch.save(payload, tmp_path / "other.pt")
+        assert reason(load_backbone, tmp_path / "other.pt") == not_iics
+    torch.save({"backbone": "resnet18", "state_dict": model.state_dict(), "heads": [{"state_dict": {}}]},
+               tmp_path / "headless.pt")
+    assert reason(load_heads, tmp_path / "headless.pt", model.feature_dim) == (
+        "its classifier heads are not a list of {'num_classes', 'state_dict'} entries")
     payload = torch.load(tmp_path / "plain.pt", weights_only=True)
     payload["state_dict"]["fc.weight"] = torch.zeros(3)  # one weight the backbone does not have
     torch.save(payload, tmp_path / "extra.pt")
@@ -66,6 +76,9 @@ def test_checkpoint_records_the_training_image_size(tmp_path):
     assert trained_input_size(tmp_path / "trained.pt") == (64, 32)
     save_backbone(model, "resnet18", tmp_path / "init.pt")
     assert trained_input_size(tmp_path / "init.pt") is None
+    torch.save({"backbone": "resnet18", "state_dict": {}, "input_size": "64x32"}, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match=r"odd.pt: records input_size '64x32'; expected \[height, width\]"):
+        trained_input_size(tmp_path / "odd.pt")
     with pytest.raises(ValueError, match=r"input_size must be a positive \(height, width\), got \(0, 32\)"):
         save_backbone(model, "resnet18", tmp_path / "bad.pt", input_size=(0, 32))
     assert not (tmp_path / "bad.pt").exists()

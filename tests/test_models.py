@@ -303,6 +303,27 @@ def test_not_a_state_dict(tmp_path):
         load_imagenet_weights(build_backbone("resnet18"), path)
 
 
+@pytest.mark.parametrize("case", ["cut in half", "text", "empty", "a whole pickled model"])
+def test_an_unreadable_weights_file_is_one_value_error_naming_it(tmp_path, case):
+    """A file not named <name>-<hash>.pth skips the hash check; torch.load's own errors
+    (RuntimeError, KeyError, EOFError, the unpickler's refusal) were tracebacks in `init`."""
+    path = tmp_path / "features.pth"
+    model = build_backbone("resnet18")
+    if case == "cut in half":
+        torch.save(model.state_dict(), path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif case == "text":
+        path.write_text("hello\n")
+    elif case == "empty":
+        path.write_bytes(b"")
+    else:
+        torch.save(model, path)  # weights_only refuses the class
+    with pytest.raises(ValueError) as err:
+        load_imagenet_weights(build_backbone("resnet18"), path)
+    assert str(err.value).startswith(f"{path}: not a readable PyTorch weights file, or a truncated one (")
+    assert "\n" not in str(err.value)
+
+
 # ---------------------------------------------------------------- head
 
 

@@ -21,6 +21,16 @@ def test_sample_for_tsne_takes_every_image_of_the_chosen_identities():
     assert np.array_equal(rows, sample_for_tsne(pids, 3, 5, seed=1))
 
 
+def test_sample_for_tsne_with_some_images_labelled_draws_labelled_identities_only():
+    """A footage CSV with pids on some train rows: the sample fell back to random images and the
+    picture still coloured (and counted) every labelled one among them."""
+    pids = np.repeat(np.arange(10), 4)
+    pids[[1, 5, 6, 30]] = -1
+    rows = sample_for_tsne(pids, num_identities=3, max_images=5, seed=1)
+    assert (pids[rows] >= 0).all() and len(np.unique(pids[rows])) == 3
+    assert np.array_equal(rows, np.flatnonzero(np.isin(pids, np.unique(pids[rows]))))
+
+
 def test_sample_for_tsne_without_identities_draws_images():
     pids = np.full(50, -1)
     rows = sample_for_tsne(pids, num_identities=3, max_images=20, seed=0)

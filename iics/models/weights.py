@@ -64,7 +64,14 @@ def _read_state_dict(path: str) -> Mapping[str, torch.Tensor]:
             "state dict saved with torch.save)"
         )
     check_torchvision_hash(path)
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except Exception as error:  # noqa: BLE001 - bytes that are no weights file make the unpickler raise anything
+        reason = " ".join(str(error).split())[:160] or "no message"
+        raise ValueError(f"{path}: not a readable PyTorch weights file, or a truncated one "
+                         f"({type(error).__name__}: {reason})") from None
     if isinstance(obj, Mapping):
         for wrapper in ("state_dict", "model"):
             inner = obj.get(wrapper)

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import round_speed
 from measure import git_commit
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,9 +60,9 @@ class Scale:
 
 
 SCALES = {
-    # bounding_box_train of Market-1501 holds 2,017 / 1,709 / 2,707 / 920 / 2,338 / 3,245 images from cameras 1-6:
-    # the per-camera phases' work grows with the square of each camera's count.
-    "market1501": Scale(12_936, 751, 6, (2_017, 1_709, 2_707, 920, 2_338, 3_245)),
+    # The real split's images per camera, as round_speed renders them: the per-camera phases' work
+    # grows with the square of each camera's count.
+    "market1501": Scale(12_936, 751, 6, round_speed.SCALES["market1501"].images_per_camera),
     "msmt17": Scale(32_621, 1_041, 15),
     "small": Scale(3_000, 180, 6),
 }

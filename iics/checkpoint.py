@@ -8,24 +8,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from iics.errors import FileError
+from iics.errors import FileError, one_line_reason
 from iics.models import build_backbone
 
 
 class CheckpointError(FileError):
     """A checkpoint file that is missing, cannot be read, or does not hold what the caller asked
     for (`path`, `reason`)."""
-
-
-def _torch_reason(error: Exception, limit: int = 160) -> str:
-    """An error from torch on one line, cut to `limit` characters: its messages run to paragraphs,
-    and load_state_dict's first line ("Error(s) in loading state_dict for ResNet:") only
-    announces the lines that say what is wrong."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if len(lines) > 1 and lines[0].endswith(":"):
-        lines = lines[1:]
-    text = " ".join(lines) or type(error).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def save_backbone(
@@ -70,7 +59,7 @@ def _read(path: str | os.PathLike, mmap: bool = False) -> dict:
     except OSError as error:
         raise CheckpointError(path, f"cannot be read ({error.strerror or error})") from None
     except Exception as error:  # noqa: BLE001 - bytes that are no checkpoint make the unpickler raise anything
-        reason = _torch_reason(error)
+        reason = one_line_reason(error)
         if not isinstance(error, (RuntimeError, pickle.UnpicklingError, EOFError, ValueError)):
             reason = f"{type(error).__name__}: {reason}"  # an IndexError's text alone ('101') says nothing
         raise CheckpointError(path, f"not a readable PyTorch checkpoint, or a truncated one ({reason})") from None
@@ -93,7 +82,7 @@ def load_backbone(path: str | os.PathLike, expected_name: str | None = None) -> 
         model = build_backbone(name)
         model.load_state_dict(payload["state_dict"])
     except (ValueError, RuntimeError) as error:  # an unknown name; missing, extra or misshapen weights
-        raise CheckpointError(path, f"its {name!r} weights cannot be loaded ({_torch_reason(error)})") from None
+        raise CheckpointError(path, f"its {name!r} weights cannot be loaded ({one_line_reason(error)})") from None
     return model, name
 
 
@@ -126,6 +115,6 @@ def load_heads(path: str | os.PathLike, feature_dim: int) -> list[nn.Module]:
         try:
             head.load_state_dict(entry["state_dict"])
         except RuntimeError as error:
-            raise CheckpointError(path, f"classifier head {number} cannot be loaded ({_torch_reason(error)})") from None
+            raise CheckpointError(path, f"classifier head {number} cannot be loaded ({one_line_reason(error)})") from None
         heads.append(head)
     return heads

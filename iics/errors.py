@@ -1,4 +1,4 @@
-"""The error for a file that cannot be used as asked."""
+"""The error for a file that cannot be used as asked, and any error's message on one line."""
 from __future__ import annotations
 
 import os
@@ -14,3 +14,14 @@ class FileError(ValueError):
     def __init__(self, path: str | os.PathLike, reason: str):
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = Path(path), reason
+
+
+def one_line_reason(error: Exception, limit: int = 160) -> str:
+    """An error from torch on one line, cut to `limit` characters: its messages run to paragraphs,
+    and load_state_dict's first line ("Error(s) in loading state_dict for ResNet:") only
+    announces the lines that say what is wrong."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        lines = lines[1:]
+    text = " ".join(lines) or type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."

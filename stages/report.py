@@ -16,18 +16,22 @@ def read(round_id: str, name: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def read_listed(round_id: str, name: str, listed_in: str, stage: str) -> dict:
+    """`read`, for a file params.yaml's `listed_in` says exists: missing is a one-line exit."""
+    values = read(round_id, name)
+    if not values:
+        raise SystemExit(f"metrics/rounds/{round_id}/{name}.json missing: params.yaml `{listed_in}` lists "
+                         f"{round_id!r} (run its {stage} stage)")
+    return values
+
+
 def main() -> None:
     params = load_params()
     rounds = list(params["rounds"])
     clusters, quality, scores = [], [], []
     for round_id in rounds:
         t = params["rounds"][round_id]["t"]
-        intra, inter = read(round_id, "intra"), read(round_id, "inter")
-        if not intra:
-            raise SystemExit(
-                f"metrics/rounds/{round_id}/intra.json missing: params.yaml `rounds` lists {round_id!r} "
-                f"(run its intra_cluster stage)"
-            )
+        intra, inter = read_listed(round_id, "intra", "rounds", "intra_cluster"), read(round_id, "inter")
         row = {"round": t, "intra_total": sum(intra["clusters_per_camera"].values())}
         row.update({f"intra_{cam}": n for cam, n in intra["clusters_per_camera"].items()})
         if inter.get("enabled"):
@@ -40,12 +44,7 @@ def main() -> None:
     # Only the evaluations params.yaml lists: metrics/rounds/ may still hold the eval.json of a
     # round an earlier schedule evaluated, which is no part of this run's curve.
     for round_id in params["evaluations"]:
-        values = read(round_id, "eval")
-        if not values:
-            raise SystemExit(
-                f"metrics/rounds/{round_id}/eval.json missing: params.yaml `evaluations` lists {round_id!r} "
-                f"(run its evaluate stage)"
-            )
+        values = read_listed(round_id, "eval", "evaluations", "evaluate")
         if values.get("evaluated"):
             t = -1 if round_id == "init" else round_number(params, round_id)
             scores.append({"round": t, **{k: v for k, v in values.items() if k != "evaluated"}})

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from iics.checksum import file_digest
+from iics.errors import one_line_reason
 
 _MAX_LISTED = 10
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.pth?$")
@@ -69,9 +70,8 @@ def _read_state_dict(path: str) -> Mapping[str, torch.Tensor]:
     except OSError as error:
         raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
     except Exception as error:  # noqa: BLE001 - bytes that are no weights file make the unpickler raise anything
-        reason = " ".join(str(error).split())[:160] or "no message"
         raise ValueError(f"{path}: not a readable PyTorch weights file, or a truncated one "
-                         f"({type(error).__name__}: {reason})") from None
+                         f"({type(error).__name__}: {one_line_reason(error)})") from None
     if isinstance(obj, Mapping):
         for wrapper in ("state_dict", "model"):
             inner = obj.get(wrapper)

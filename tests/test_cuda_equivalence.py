@@ -14,7 +14,7 @@ from torch import nn
 from iics.affinity import jaccard_similarity
 from iics.cluster import agglomerative
 from iics.models.aibn import AIBN2d
-from iics.models.batchnorm import split_batch_statistics
+from iics.models.batchnorm import BatchNorm2d, split_batch_statistics
 from iics.pseudo_labels import inter_camera_labels, intra_camera_labels
 from iics.rerank import k_reciprocal
 from iics.runtime import compute_context
@@ -148,5 +148,36 @@ def test_aibn_layer(parts, bf16):
     tolerance = 3e-2 if bf16 else 1e-4
     for name, reference, got in zip(("output", "input grad", "weight grad", "bias grad", "alpha grad",
                                      "running mean", "running var"), *results):
+        scale = float(reference.abs().max())
+        torch.testing.assert_close(got, reference, rtol=tolerance, atol=tolerance * scale, msg=name)
+
+
+@pytest.mark.parametrize("parts", [1, 6])
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
+def test_split_batchnorm_layer(parts, bf16):
+    """The split BatchNorm2d (the library's batch norm over chunks rearranged as channels) on the
+    device, in bf16 with the channels_last input training gives it, against float64 on the host:
+    output, input and parameter gradients, running statistics."""
+    g = generator(6)
+    x = torch.randn(6 * 4, 16, 16, 8, generator=g, dtype=torch.float64) * 2 + 1
+    upstream = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    results = []
+    for device, dtype in ((torch.device("cpu"), torch.float64), (CUDA, torch.float32)):
+        layer = BatchNorm2d(16).to(device, dtype).train()
+        with torch.no_grad():
+            layer.weight.copy_(torch.linspace(0.5, 1.5, 16))
+            layer.bias.copy_(torch.linspace(-1, 1, 16))
+        inputs = x.detach().to(device, dtype).requires_grad_()
+        low = bf16 and device.type == "cuda"
+        given = inputs.to(torch.bfloat16).contiguous(memory_format=torch.channels_last) if low else inputs
+        with compute_context(device, low), split_batch_statistics(layer, parts):
+            out = layer(given)
+        assert out.dtype == given.dtype
+        out.backward(upstream.to(device, out.dtype))
+        results.append([t.detach().double().cpu() for t in (out, inputs.grad, layer.weight.grad, layer.bias.grad,
+                                                            layer.running_mean, layer.running_var)])
+    tolerance = 3e-2 if bf16 else 1e-4
+    for name, reference, got in zip(("output", "input grad", "weight grad", "bias grad", "running mean",
+                                     "running var"), *results):
         scale = float(reference.abs().max())
         torch.testing.assert_close(got, reference, rtol=tolerance, atol=tolerance * scale, msg=name)

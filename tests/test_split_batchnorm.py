@@ -20,9 +20,17 @@ def _inputs(n=PARTS * 4, c=5, h=6, w=4):
     return torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(0)) * 3 + 1
 
 
-def test_batchnorm_parts_match_separate_forwards():
-    x = _inputs().requires_grad_()
-    split, plain = BatchNorm2d(5), nn.BatchNorm2d(5)
+LAYOUTS = {
+    "contiguous": lambda x: x,
+    "channels_last": lambda x: x.contiguous(memory_format=torch.channels_last),
+    "strided": lambda x: torch.cat([x, x], dim=3)[..., ::2],  # neither layout: every other column
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_batchnorm_parts_match_separate_forwards(layout):
+    x = LAYOUTS[layout](_inputs().double()).requires_grad_()
+    split, plain = BatchNorm2d(5).double(), nn.BatchNorm2d(5).double()
     plain.load_state_dict(split.state_dict())
     with torch.no_grad():
         for bn in (split, plain):
@@ -31,14 +39,15 @@ def test_batchnorm_parts_match_separate_forwards():
     with split_batch_statistics(split, PARTS):
         out = split(x)
     reference = torch.cat([plain(part) for part in x.chunk(PARTS)])
-    assert torch.allclose(out, reference, atol=1e-5)
+    torch.testing.assert_close(out, reference, rtol=1e-12, atol=1e-12)
+    assert out.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
     weights = torch.randn_like(out)
     grad_split = torch.autograd.grad((out * weights).sum(), [x, split.weight, split.bias])
     grad_plain = torch.autograd.grad((reference * weights).sum(), [x, plain.weight, plain.bias])
     for a, b in zip(grad_split, grad_plain):
-        assert torch.allclose(a, b, atol=1e-5)
-    assert torch.allclose(split.running_mean, plain.running_mean, atol=1e-6)
-    assert torch.allclose(split.running_var, plain.running_var, atol=1e-5)
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(split.running_mean, plain.running_mean, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(split.running_var, plain.running_var, rtol=1e-12, atol=1e-12)
     assert int(split.num_batches_tracked) == int(plain.num_batches_tracked) == PARTS
     assert split.parts == 1  # restored after the block
 

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .aibn import AIBN2d, momentum_updates
 
@@ -29,9 +30,14 @@ class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same parameters, buffers and behaviour) that, in training with
     ``parts`` > 1, normalises each of ``parts`` equal consecutive chunks of the batch with its own
     statistics. Running statistics take one step per chunk, in chunk order, with the unbiased
-    variance, as ``nn.BatchNorm2d`` would over the chunks one by one. Statistics are computed in
-    at least float32 (as cuDNN's batch norm does for bfloat16 input); the output has the input's
-    dtype and keeps its memory format (channels_last under bf16)."""
+    variance, as ``nn.BatchNorm2d`` would over the chunks one by one, and are computed in at least
+    float32. The output has the input's dtype and memory format (channels_last under bf16).
+
+    The chunks are normalised by the library's own batch norm: the batch is rearranged so that
+    chunk p's channel c is channel ``p * C + c`` of a batch of N / parts images, normalised with
+    the weight and bias repeated per chunk, and put back. That is 5 operations forward and 5
+    backward (two copies, the two repeats, the batch norm), against 11 and 24 for the formula
+    written out in tensor operations, each a kernel launch on a GPU."""
 
     parts: int = 1
 
@@ -43,31 +49,56 @@ class BatchNorm2d(nn.BatchNorm2d):
         n, c, h, w = x.shape
         if n % self.parts:
             raise ValueError(f"a batch of {n} cannot be split into {self.parts} equal parts")
-        # (parts, n / parts, C, H, W): a view, whatever the memory format
-        chunks = x.to(torch.promote_types(x.dtype, torch.float32)).unflatten(0, (self.parts, n // self.parts))
-        var, mean = torch.var_mean(chunks, dim=(1, 3, 4), correction=0)  # parts x C
-        scale = torch.rsqrt(var + self.eps)
-        if self.weight is not None:
-            scale = scale * self.weight
-        shift = -mean * scale
-        if self.bias is not None:
-            shift = shift + self.bias
-        out = chunks * scale[:, None, :, None, None] + shift[:, None, :, None, None]
+        merged = _parts_as_channels(x, self.parts)
+        weight = None if self.weight is None else self.weight.repeat(self.parts)
+        bias = None if self.bias is None else self.bias.repeat(self.parts)
+        out = F.batch_norm(merged, None, None, weight, bias, True, 0.0, self.eps)
         if self.track_running_stats and self.running_mean is not None:
-            count = (n // self.parts) * h * w
-            with torch.no_grad():
-                unbiased = var.detach() * (count / max(count - 1, 1))
-                if self.momentum is None:  # the cumulative average, as nn.BatchNorm2d takes it
-                    for part in range(self.parts):
-                        self.num_batches_tracked.add_(1)
-                        factor = 1.0 / float(self.num_batches_tracked)
-                        self.running_mean.lerp_(mean[part].detach().to(self.running_mean.dtype), factor)
-                        self.running_var.lerp_(unbiased[part].to(self.running_var.dtype), factor)
-                else:
-                    self.num_batches_tracked.add_(self.parts)
-                    momentum_updates(self.running_mean, mean.detach(), self.momentum)
-                    momentum_updates(self.running_var, unbiased, self.momentum)
-        return out.flatten(0, 1).to(x.dtype)
+            self._update_running_statistics(merged, (n // self.parts) * h * w)
+        return _channels_as_parts(out, self.parts)
+
+    @torch.no_grad()
+    def _update_running_statistics(self, merged: Tensor, count: int) -> None:
+        """One running-statistics step per chunk, in order, from ``merged`` (N / parts, parts * C,
+        H, W) of ``count`` values per channel."""
+        statistics = merged.to(torch.promote_types(merged.dtype, torch.float32))
+        var, mean = torch.var_mean(statistics, dim=(0, 2, 3), correction=0)
+        mean, unbiased = mean.view(self.parts, -1), var.view(self.parts, -1) * (count / max(count - 1, 1))
+        if self.momentum is None:  # the cumulative average, as nn.BatchNorm2d takes it
+            for part in range(self.parts):
+                self.num_batches_tracked.add_(1)
+                factor = 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean[part].to(self.running_mean.dtype), factor)
+                self.running_var.lerp_(unbiased[part].to(self.running_var.dtype), factor)
+        else:
+            self.num_batches_tracked.add_(self.parts)
+            momentum_updates(self.running_mean, mean, self.momentum)
+            momentum_updates(self.running_var, unbiased, self.momentum)
+
+
+def _is_channels_last(x: Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _parts_as_channels(x: Tensor, parts: int) -> Tensor:
+    """(parts * M, C, H, W) -> (M, parts * C, H, W), chunk p's channel c as channel p * C + c, in
+    x's memory format (one copy)."""
+    n, c, h, w = x.shape
+    rows = n // parts
+    if _is_channels_last(x):  # stored as (parts, M, H, W, C); make it (M, H, W, parts, C)
+        stored = x.permute(0, 2, 3, 1).view(parts, rows, h, w, c).permute(1, 2, 3, 0, 4).contiguous()
+        return stored.view(rows, h, w, parts * c).permute(0, 3, 1, 2)
+    return x.reshape(parts, rows, c, h, w).transpose(0, 1).contiguous().view(rows, parts * c, h, w)
+
+
+def _channels_as_parts(y: Tensor, parts: int) -> Tensor:
+    """The inverse of :func:`_parts_as_channels`."""
+    rows, channels, h, w = y.shape
+    c = channels // parts
+    if _is_channels_last(y):
+        stored = y.permute(0, 2, 3, 1).view(rows, h, w, parts, c).permute(3, 0, 1, 2, 4).contiguous()
+        return stored.view(parts * rows, h, w, c).permute(0, 3, 1, 2)
+    return y.reshape(rows, parts, c, h, w).transpose(0, 1).contiguous().view(parts * rows, c, h, w)
 
 
 @contextmanager

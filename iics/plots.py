@@ -81,6 +81,12 @@ def _cell(image: np.ndarray, frame: tuple[int, int, int], label: str, height: in
     return cell
 
 
+def match_label(rank: int, distance: float) -> str:
+    """The text above a ranked match: its rank and its distance to three significant digits, so
+    that the nearly equal distances of a weak model (cosine distances of 1e-4) still differ."""
+    return f"{rank}: {distance:.3g}"
+
+
 def save_ranking(query_images: np.ndarray, match_images: np.ndarray, correct: np.ndarray,
                  distances: np.ndarray, path: str | os.PathLike) -> None:
     """One row per query: the query framed blue, then its top-k gallery matches nearest first,
@@ -95,7 +101,7 @@ def save_ranking(query_images: np.ndarray, match_images: np.ndarray, correct: np
         cells = [_cell(query_images[q], QUERY_FRAME, "query", CELL_HEIGHT)]
         for r in range(match_images.shape[1]):
             frame = CORRECT_FRAME if correct[q, r] else WRONG_FRAME
-            cells.append(_cell(match_images[q, r], frame, f"{r + 1}: {distances[q, r]:.3f}", CELL_HEIGHT))
+            cells.append(_cell(match_images[q, r], frame, match_label(r + 1, distances[q, r]), CELL_HEIGHT))
         rows.append(cells)
     cell_w, cell_h = rows[0][0].width, rows[0][0].height
     sheet = Image.new("RGB", (GAP + len(rows[0]) * (cell_w + GAP) + GAP, GAP + len(rows) * (cell_h + GAP)), "white")

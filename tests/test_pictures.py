@@ -115,6 +115,13 @@ def test_ranking_sheet_frames_correct_matches_green_and_wrong_ones_red(tmp_path)
         plots.save_ranking(queries, matches, correct[:, :2], np.zeros((2, 2)), tmp_path / "bad.png")
 
 
+def test_match_labels_keep_three_significant_digits():
+    assert plots.match_label(1, 0.000123456) == "1: 0.000123"
+    assert plots.match_label(10, 0.2345) == "10: 0.234"
+    assert plots.match_label(2, 0.0) == "2: 0"
+    assert plots.match_label(3, 1.5e-6) == "3: 1.5e-06"
+
+
 def test_tsne_and_curves_pictures_are_written(tmp_path):
     xy = np.random.default_rng(0).random((12, 2))
     plots.save_tsne(xy, xy, np.repeat([3, 5, 7], 4), np.tile([1, 2], 6), ("before", "after"), tmp_path / "a.png")

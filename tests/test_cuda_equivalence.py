@@ -126,58 +126,38 @@ def test_inter_camera_labels(method):
     assert len(np.unique(on_cpu)) == 8 and len(set(zip(on_cpu.tolist(), ids.tolist()))) == 8
 
 
+@pytest.mark.parametrize("kind", ["aibn", "batchnorm"])
 @pytest.mark.parametrize("parts", [1, 6])
 @pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
-def test_aibn_layer(parts, bf16):
-    """AIBN2d's hand-written forward and backward on the device against the same layer in float64
-    on the host: output, input gradient, running statistics and the parameter gradients."""
+def test_normalisation_layer(kind, parts, bf16):
+    """AIBN2d's hand-written forward and backward, and the split BatchNorm2d (the library's batch
+    norm over chunks rearranged as channels), on the device against the same layer in float64 on
+    the host: output, input and parameter gradients (AIBN's mixing weight's too), running
+    statistics. In bf16 the input is channels_last, as training gives it."""
     g = generator(5)
     x = torch.randn(6 * 4, 16, 16, 8, generator=g, dtype=torch.float64) * 2 + 1
     upstream = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    aibn = kind == "aibn"
     results = []
     for device, dtype in ((torch.device("cpu"), torch.float64), (CUDA, torch.float32)):
-        layer = AIBN2d(16).to(device, dtype).train()
-        alpha = nn.Parameter(torch.full((1,), 0.3, device=device, dtype=dtype))
-        inputs = x.detach().to(device, dtype).requires_grad_()
-        low = bf16 and device.type == "cuda"
-        with compute_context(device, low), split_batch_statistics(layer, parts):
-            out = layer(inputs.to(torch.bfloat16) if low else inputs, alpha)
-        out.backward(upstream.to(device, out.dtype))
-        results.append([t.detach().double().cpu() for t in (out, inputs.grad, layer.weight.grad, layer.bias.grad,
-                                                            alpha.grad, layer.running_mean, layer.running_var)])
-    tolerance = 3e-2 if bf16 else 1e-4
-    for name, reference, got in zip(("output", "input grad", "weight grad", "bias grad", "alpha grad",
-                                     "running mean", "running var"), *results):
-        scale = float(reference.abs().max())
-        torch.testing.assert_close(got, reference, rtol=tolerance, atol=tolerance * scale, msg=name)
-
-
-@pytest.mark.parametrize("parts", [1, 6])
-@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
-def test_split_batchnorm_layer(parts, bf16):
-    """The split BatchNorm2d (the library's batch norm over chunks rearranged as channels) on the
-    device, in bf16 with the channels_last input training gives it, against float64 on the host:
-    output, input and parameter gradients, running statistics."""
-    g = generator(6)
-    x = torch.randn(6 * 4, 16, 16, 8, generator=g, dtype=torch.float64) * 2 + 1
-    upstream = torch.randn(x.shape, generator=g, dtype=torch.float64)
-    results = []
-    for device, dtype in ((torch.device("cpu"), torch.float64), (CUDA, torch.float32)):
-        layer = BatchNorm2d(16).to(device, dtype).train()
+        layer = (AIBN2d(16) if aibn else BatchNorm2d(16)).to(device, dtype).train()
         with torch.no_grad():
             layer.weight.copy_(torch.linspace(0.5, 1.5, 16))
             layer.bias.copy_(torch.linspace(-1, 1, 16))
+        alpha = nn.Parameter(torch.full((1,), 0.3, device=device, dtype=dtype))
         inputs = x.detach().to(device, dtype).requires_grad_()
         low = bf16 and device.type == "cuda"
         given = inputs.to(torch.bfloat16).contiguous(memory_format=torch.channels_last) if low else inputs
         with compute_context(device, low), split_batch_statistics(layer, parts):
-            out = layer(given)
+            out = layer(given, alpha) if aibn else layer(given)
         assert out.dtype == given.dtype
         out.backward(upstream.to(device, out.dtype))
+        alpha_grad = [alpha.grad] if aibn else []
         results.append([t.detach().double().cpu() for t in (out, inputs.grad, layer.weight.grad, layer.bias.grad,
-                                                            layer.running_mean, layer.running_var)])
+                                                            *alpha_grad, layer.running_mean, layer.running_var)])
+    names = ("output", "input grad", "weight grad", "bias grad", *(["alpha grad"] if aibn else []), "running mean",
+             "running var")
     tolerance = 3e-2 if bf16 else 1e-4
-    for name, reference, got in zip(("output", "input grad", "weight grad", "bias grad", "running mean",
-                                     "running var"), *results):
+    for name, reference, got in zip(names, *results, strict=True):
         scale = float(reference.abs().max())
         torch.testing.assert_close(got, reference, rtol=tolerance, atol=tolerance * scale, msg=name)

@@ -41,7 +41,7 @@ from iics.settings import Optimizer  # noqa: E402
 
 NO_KERNEL = {"view", "_unsafe_view", "expand", "t", "transpose", "permute", "unsqueeze", "squeeze", "detach",
              "alias", "as_strided", "slice", "select", "split", "unbind", "empty", "empty_like", "empty_strided",
-             "_reshape_alias", "lift_fresh", "split_with_sizes", "unfold", "view_as_real", "view_as_complex"}
+             "promote_types", "_reshape_alias", "lift_fresh", "split_with_sizes", "unfold", "view_as_real", "view_as_complex"}
 
 
 class OperationCounter(TorchDispatchMode):

@@ -96,10 +96,11 @@ class _AIBNFunction(torch.autograd.Function):
 
     Autograd through the plain formula runs 30 small operations per layer forward and 62
     backward (float32 training), each one kernel launch on a GPU, where a training step is bound
-    by launching kernels, not by the arithmetic. This computes the same function in 16 and 38:
+    by launching kernels, not by the arithmetic. This computes the same function in 16 and 28:
     the statistics in one pass (``var_mean``), the mixtures with ``lerp`` and the output with
     one ``addcmul``; and the gradient from two per-channel sums of the output gradient (of ``g``
-    and of ``g * x``) and closed-form per-channel terms. tests/test_aibn_backward.py holds it
+    and of ``g * x``) and closed-form per-channel terms, the batch statistics' share of them as
+    one ``lerp`` each towards the part's mean. tests/test_aibn_backward.py holds it
     to autograd through the plain formula.
 
     ``forward(x, alpha, weight, bias, mean_bn, var_bn, eps, parts)`` returns the output and the
@@ -122,10 +123,11 @@ class _AIBNFunction(torch.autograd.Function):
             mean_bn = mean_parts.mean(dim=1)  # parts x C
             # the variance over the part's pixels as the mean within-sample variance plus the
             # variance of the sample means: no E[x^2] - E[x]^2 to cancel
-            spread = mean_parts - mean_bn[:, None]
+            spread = mean_parts - mean_bn[:, None]  # parts x rows x C
             var_bn = torch.addcmul(var_parts, spread, spread).mean(dim=1)
         else:
             mean_bn, var_bn = mean_bn.view(1, c), var_bn.view(1, c)
+            spread = None  # made by the backward, if one runs
         a = alpha.clamp(0.0, 1.0)
         mean = torch.lerp(mean_parts, mean_bn[:, None], a).view(n, c)
         inv_std = torch.lerp(var_parts, var_bn[:, None], a).view(n, c).add_(eps).rsqrt_()
@@ -133,7 +135,7 @@ class _AIBNFunction(torch.autograd.Function):
         shift = torch.addcmul(bias, mean, scale, value=-1)
         out = torch.addcmul(shift[:, :, None, None], xs, scale[:, :, None, None], out=torch.empty_like(x))
         ctx.batch = batch
-        ctx.save_for_backward(xs, alpha, a, mean_in, var_in, mean_bn, var_bn, mean, inv_std, scale)
+        ctx.save_for_backward(xs, alpha, a, mean_in, var_in, mean_bn, var_bn, mean, inv_std, scale, spread)
         ctx.mark_non_differentiable(mean_bn, var_bn)
         ctx.set_materialize_grads(False)  # no zero tensors for the statistics' (absent) gradients
         return out, mean_bn, var_bn
@@ -144,36 +146,44 @@ class _AIBNFunction(torch.autograd.Function):
                  _grad_var_bn: Tensor | None) -> tuple[Tensor | None, ...]:
         if grad_out is None:  # the output took no part in the loss
             return (None,) * 8
-        xs, alpha, a, mean_in, var_in, mean_bn, var_bn, mean, inv_std, scale = ctx.saved_tensors
+        xs, alpha, a, mean_in, var_in, mean_bn, var_bn, mean, inv_std, scale, spread = ctx.saved_tensors
         n, c, h, w = xs.shape
         parts = len(mean_bn)
         rows = n // parts  # of each part
+        # Per row and channel, with s = scale, r = inv_std and sums over the row's H x W pixels:
+        # dL/dmean = -s sum(g) and dL/dvar = -r^2 s sum(g (x - mean)) / 2. Taken per pixel
+        # (/ hw) and with the sign and the 2 of d var_in / dx folded in, they are `mean_pull` and
+        # `var_pull` below; x gets them through mean_in and var_in: a share (1 - a) directly and
+        # a share a through its part's batch statistics, whose mean over the part's rows is the
+        # same for every row (lerp with the part's mean).
         g_sum = grad_out.sum(dim=(2, 3), dtype=xs.dtype)  # N x C
         g_dot_x = (grad_out * xs).sum(dim=(2, 3))
         g_scale = torch.addcmul(g_dot_x, mean, g_sum, value=-1)  # dL/dscale = sum g * (x - mean)
-        g_scale_inv_std = g_scale * inv_std
-        g_mean = (-scale * g_sum).view(parts, rows, c)  # dL/dmean: the output is x * scale + bias - mean * scale
-        g_var = (g_scale_inv_std * scale * inv_std * -0.5).view(parts, rows, c)  # dscale/dvar = -weight/2 inv_std^3
-        one_minus_a = 1.0 - a
-        g_mean_in = g_mean * one_minus_a
-        g_var_in = g_var * one_minus_a
-        mean_parts, var_parts = mean_in.view(parts, rows, c), var_in.view(parts, rows, c)
-        if ctx.batch:  # per part: mean_bn = mean(mean_in), var_bn = mean(var_in + (mean_in - mean_bn)^2)
-            g_var_bn = g_var.sum(dim=1) * a  # parts x C
-            g_mean_bn = torch.addcmul(g_mean.sum(dim=1) * a, mean_bn, g_var_bn, value=-2.0)
-            g_mean_in += torch.addcmul(g_mean_bn[:, None], mean_parts, g_var_bn[:, None], value=2.0) / rows
-            g_var_in += (g_var_bn / rows)[:, None]
-        # x enters through (x - mean_in) / hw and (x - mean_in)^2 / hw besides the output
-        slope = g_var_in.view(n, c) * (2.0 / (h * w))
-        offset = torch.addcmul(g_mean_in.view(n, c) / (h * w), slope, mean_in, value=-1)
-        grad_x = torch.addcmul(offset[:, :, None, None], slope[:, :, None, None], xs)
+        g_weight_rows = g_scale * inv_std
+        scale_per_pixel = scale / (h * w)
+        mean_pull = (scale_per_pixel * g_sum).view(parts, rows, c)  # -dL/dmean / hw
+        var_pull = (g_weight_rows * (scale_per_pixel * inv_std)).view(parts, rows, c)  # -2 dL/dvar / hw
+        if ctx.batch:  # per part: mean_bn = mean(mean_in), var_bn = mean(var_in + spread^2)
+            var_pull_of_part = var_pull.mean(dim=1, keepdim=True)
+            slope = torch.lerp(var_pull, var_pull_of_part, a)
+            shift = torch.lerp(mean_pull, mean_pull.mean(dim=1, keepdim=True), a)
+            shift = shift.addcmul_(spread, var_pull_of_part * a)  # var_bn's dependence on mean_in
+        else:  # the running statistics are constants
+            spread = mean_in.view(parts, rows, c) - mean_bn[:, None]
+            one_minus_a = 1.0 - a
+            slope, shift = var_pull * one_minus_a, mean_pull * one_minus_a
+        # dL/dx = g s + (dL/dmean_in + 2 dL/dvar_in (x - mean_in)) / hw = g s - slope x + offset
+        offset = torch.addcmul(shift, slope, mean_in.view(parts, rows, c), value=-1).neg_().view(n, c)
+        grad_x = torch.addcmul(offset[:, :, None, None], slope.view(n, c)[:, :, None, None], xs, value=-1)
         grad_x = grad_x.addcmul_(grad_out, scale[:, :, None, None]).to(grad_out.dtype)
         grad_alpha = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[1]:
-            pull = (g_mean * (mean_bn[:, None] - mean_parts) + g_var * (var_bn[:, None] - var_parts)).sum()
+        if ctx.needs_input_grad[1]:  # dL/da = sum dL/dmean (mean_bn - mean_in) + dL/dvar (var_bn - var_in)
+            var_apart = var_in.view(parts, rows, c) - var_bn.view(-1, 1, c)
+            pull = torch.dot(mean_pull.flatten(), spread.flatten())
+            pull = pull.add_(torch.dot(var_pull.flatten(), var_apart.flatten()), alpha=0.5).mul_(h * w)
             grad_alpha = (pull * (alpha == a)).reshape(alpha.shape)  # zero where the clamp holds alpha
         if ctx.needs_input_grad[2]:
-            grad_weight = g_scale_inv_std.sum(dim=0)
+            grad_weight = g_weight_rows.sum(dim=0)
         if ctx.needs_input_grad[3]:
             grad_bias = g_sum.sum(dim=0)
         return grad_x, grad_alpha, grad_weight, grad_bias, None, None, None, None

@@ -131,6 +131,16 @@ def test_cumulative_momentum_and_no_affine_match_separate_forwards():
     torch.testing.assert_close(split.running_var, plain.running_var)
 
 
+def test_without_running_statistics_parts_match_separate_forwards():
+    x = _inputs().double()
+    split = BatchNorm2d(5, track_running_stats=False).double()
+    plain = nn.BatchNorm2d(5, track_running_stats=False).double()
+    with split_batch_statistics(split, PARTS):
+        out = split(x)
+    torch.testing.assert_close(out, torch.cat([plain(part) for part in x.chunk(PARTS)]), rtol=1e-12, atol=1e-12)
+    assert split.running_mean is None
+
+
 def test_split_needs_equal_parts_and_splittable_layers():
     layer = BatchNorm2d(5)
     with split_batch_statistics(layer, PARTS), pytest.raises(ValueError, match="equal parts"):

@@ -30,14 +30,17 @@ class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same parameters, buffers and behaviour) that, in training with
     ``parts`` > 1, normalises each of ``parts`` equal consecutive chunks of the batch with its own
     statistics. Running statistics take one step per chunk, in chunk order, with the unbiased
-    variance, as ``nn.BatchNorm2d`` would over the chunks one by one, and are computed in at least
-    float32. The output has the input's dtype and memory format (channels_last under bf16).
+    variance, as ``nn.BatchNorm2d`` would over the chunks one by one, by the same kernel (in the
+    running buffers' dtype: float32 under bf16 autocast). The output has the input's dtype and memory format (channels_last under bf16).
 
     The chunks are normalised by the library's own batch norm: the batch is rearranged so that
     chunk p's channel c is channel ``p * C + c`` of a batch of N / parts images, normalised with
     the weight and bias repeated per chunk, and put back. That is 5 operations forward and 5
     backward (two copies, the two repeats, the batch norm), against 11 and 24 for the formula
-    written out in tensor operations, each a kernel launch on a GPU."""
+    written out in tensor operations, each a kernel launch on a GPU. The running statistics take
+    4 more (a buffer of zeros the batch norm writes each chunk's mean and variance into, one
+    update of each running statistic for all chunks, the batch count): the batch is read once
+    for its statistics."""
 
     parts: int = 1
 
@@ -52,24 +55,26 @@ class BatchNorm2d(nn.BatchNorm2d):
         merged = _parts_as_channels(x, self.parts)
         weight = None if self.weight is None else self.weight.repeat(self.parts)
         bias = None if self.bias is None else self.bias.repeat(self.parts)
-        out = F.batch_norm(merged, None, None, weight, bias, True, 0.0, self.eps)
-        if self.track_running_stats and self.running_mean is not None:
-            self._update_running_statistics(merged, (n // self.parts) * h * w)
+        if not (self.track_running_stats and self.running_mean is not None):
+            return _channels_as_parts(F.batch_norm(merged, None, None, weight, bias, True, 0.0, self.eps), self.parts)
+        # With momentum 1 the kernel writes each merged channel's batch mean and unbiased variance
+        # into zeroed buffers: the statistics it normalised with, computed once.
+        statistics = torch.zeros(2, self.parts * c, dtype=self.running_mean.dtype, device=x.device)
+        out = F.batch_norm(merged, statistics[0], statistics[1], weight, bias, True, 1.0, self.eps)
+        self._update_running_statistics(statistics.view(2, self.parts, c))
         return _channels_as_parts(out, self.parts)
 
     @torch.no_grad()
-    def _update_running_statistics(self, merged: Tensor, count: int) -> None:
-        """One running-statistics step per chunk, in order, from ``merged`` (N / parts, parts * C,
-        H, W) of ``count`` values per channel."""
-        statistics = merged.to(torch.promote_types(merged.dtype, torch.float32))
-        var, mean = torch.var_mean(statistics, dim=(0, 2, 3), correction=0)
-        mean, unbiased = mean.view(self.parts, -1), var.view(self.parts, -1) * (count / max(count - 1, 1))
+    def _update_running_statistics(self, statistics: Tensor) -> None:
+        """One running-statistics step per chunk, in order, from ``statistics``: 2 x parts x C, each
+        chunk's batch mean and unbiased variance."""
+        mean, unbiased = statistics
         if self.momentum is None:  # the cumulative average, as nn.BatchNorm2d takes it
             for part in range(self.parts):
                 self.num_batches_tracked.add_(1)
                 factor = 1.0 / float(self.num_batches_tracked)
-                self.running_mean.lerp_(mean[part].to(self.running_mean.dtype), factor)
-                self.running_var.lerp_(unbiased[part].to(self.running_var.dtype), factor)
+                self.running_mean.lerp_(mean[part], factor)
+                self.running_var.lerp_(unbiased[part], factor)
         else:
             self.num_batches_tracked.add_(self.parts)
             momentum_updates(self.running_mean, mean, self.momentum)

@@ -31,7 +31,8 @@ class BatchNorm2d(nn.BatchNorm2d):
     ``parts`` > 1, normalises each of ``parts`` equal consecutive chunks of the batch with its own
     statistics. Running statistics take one step per chunk, in chunk order, with the unbiased
     variance, as ``nn.BatchNorm2d`` would over the chunks one by one, by the same kernel (in the
-    running buffers' dtype: float32 under bf16 autocast). The output has the input's dtype and memory format (channels_last under bf16).
+    running buffers' dtype: float32 under bf16 autocast). The output has the input's dtype and
+    memory format (channels_last under bf16).
 
     The chunks are normalised by the library's own batch norm: the batch is rearranged so that
     chunk p's channel c is channel ``p * C + c`` of a batch of N / parts images, normalised with
@@ -49,14 +50,15 @@ class BatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         if x.dim() != 4:
             raise ValueError(f"BatchNorm2d expects a 4-D input, got shape {tuple(x.shape)}")
-        n, c, h, w = x.shape
+        n, c = x.shape[:2]
         if n % self.parts:
             raise ValueError(f"a batch of {n} cannot be split into {self.parts} equal parts")
         merged = _parts_as_channels(x, self.parts)
         weight = None if self.weight is None else self.weight.repeat(self.parts)
         bias = None if self.bias is None else self.bias.repeat(self.parts)
         if not (self.track_running_stats and self.running_mean is not None):
-            return _channels_as_parts(F.batch_norm(merged, None, None, weight, bias, True, 0.0, self.eps), self.parts)
+            out = F.batch_norm(merged, None, None, weight, bias, True, 0.0, self.eps)
+            return _channels_as_parts(out, self.parts)
         # With momentum 1 the kernel writes each merged channel's batch mean and unbiased variance
         # into zeroed buffers: the statistics it normalised with, computed once.
         statistics = torch.zeros(2, self.parts * c, dtype=self.running_mean.dtype, device=x.device)

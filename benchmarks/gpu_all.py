@@ -33,6 +33,8 @@ STEPS = {
     "clustering_market1501": [PYTHON, "benchmarks/clustering_speed.py", "--scale", "market1501"],
     "train_profile": [PYTHON, "benchmarks/train_profile.py"],
     "startup": [PYTHON, "benchmarks/startup.py"],
+    "evaluation_market1501": [PYTHON, "benchmarks/evaluation_speed.py", "--scale", "market1501"],
+    "evaluation_msmt17": [PYTHON, "benchmarks/evaluation_speed.py", "--scale", "msmt17"],
     "round_msmt17": [PYTHON, "benchmarks/round_speed.py", "--scale", "msmt17"],
     "clustering_msmt17": [PYTHON, "benchmarks/clustering_speed.py", "--scale", "msmt17"],
 }

@@ -45,6 +45,7 @@ def main() -> None:
                              rows=query)
         g = extract_features(backbone, images, device, batch, bf16=bf16, progress=show_progress(), desc="gallery",
                              rows=gallery)
+    q, g = q.to(device), g.to(device)  # distances and ranking on the device too
     pids, cams = index["pid"], index["camid"]
     labels = pids[query], pids[gallery], cams[query], cams[gallery]
     scores = evaluate(cosine_distance(q, g), *labels)
@@ -64,7 +65,7 @@ def reranked_distances(q, g, reranking, device, stage: str):
     if free is not None and need > free:
         raise SystemExit(f"{stage}: re-ranking {n:,} query and gallery images needs about {need / 2**30:.1f} GiB, "
                          f"and {device} has {free / 2**30:.1f} GiB free; set evaluate.rerank.enabled=false")
-    both = torch.cat([q, g]).to(device)
+    both = torch.cat([q, g])
     return rerank.query_gallery(cosine_distance(both), len(q), reranking.k1, reranking.k2, reranking.lambda_value)
 
 

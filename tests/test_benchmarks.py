@@ -1,5 +1,6 @@
 """The benchmarks: their synthetic data plans match the dataset sizes they claim to stand for, the
-seed summary, the commit a result is recorded at, round_speed.py runs a round end to end, the
+seed summary, the commit a result is recorded at, round_speed.py runs a round end to end and
+evaluation_speed.py an evaluation, the
 neighbour shares of rerank_neighbours.py, the profile totals of train_profile.py, the operation
 counts of op_count.py, and that benchmarks/cuda_graph.patch still applies."""
 from __future__ import annotations
@@ -137,6 +138,20 @@ def test_round_speed_runs_a_whole_round_on_the_cpu(tmp_path):
     assert rows[-1]["seconds"] == pytest.approx(sum(row["seconds"] for row in rows[1:-1]), abs=0.02)
     assert all(row["peak_rss_mib"] > 0 for row in rows[:-1])
     assert all((row["peak_gpu_gib"] is None) != torch.cuda.is_available() for row in rows[1:-1])
+
+
+def test_evaluation_speed_ranks_the_features_it_generates():
+    """At its small scale (on the CPU here): each phase is timed, and the generated features rank
+    neither perfectly nor at chance, so the ranking has work to do at every position."""
+    command = [sys.executable, str(Path(gpu_all.REPO / "benchmarks" / "evaluation_speed.py")), "--scale", "small",
+               "--device", "cpu"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {row["phase"]: row for row in map(json.loads, done.stdout.splitlines())}
+    assert set(rows) == {"cosine distances", "ranking: mAP and CMC", "peak memory", "metrics"}
+    assert rows["cosine distances"]["seconds"] > 0 and rows["ranking: mAP and CMC"]["seconds"] > 0
+    assert {rows["metrics"]["queries"], rows["metrics"]["gallery"]} == {500, 3000}
+    assert 20 < rows["metrics"]["mAP"] < 95
 
 
 def test_gpu_all_keeps_json_lines_and_the_rest_apart(tmp_path):

@@ -1,5 +1,6 @@
 """The CUDA paths give what the CPU paths give: re-ranking, Jaccard affinity, the linkage cut on the
-GPU (parallel reciprocal merges) against scipy's on the host, and the pseudo-labels end to end.
+GPU (parallel reciprocal merges) against scipy's on the host, the pseudo-labels end to end, the
+normalisation layers and the evaluation's ranking.
 
 Skipped without a CUDA device. The inputs are small and random, with clear gaps between the merge
 heights that a cut separates, so float32 rounding differences between devices cannot move a label.
@@ -13,6 +14,7 @@ from torch import nn
 
 from iics.affinity import jaccard_similarity
 from iics.cluster import agglomerative
+from iics.evaluation import evaluate
 from iics.models.aibn import AIBN2d
 from iics.models.batchnorm import BatchNorm2d, split_batch_statistics
 from iics.pseudo_labels import inter_camera_labels, intra_camera_labels
@@ -161,3 +163,15 @@ def test_normalisation_layer(kind, parts, bf16):
     for name, reference, got in zip(names, *results, strict=True):
         scale = float(reference.abs().max())
         torch.testing.assert_close(got, reference, rtol=tolerance, atol=tolerance * scale, msg=name)
+
+
+def test_evaluation_ranking():
+    """mAP and CMC ranked on the device equal those ranked on the host, several chunks and ties
+    included (distances on a coarse grid, so many are equal and gallery order decides)."""
+    g = generator(6)
+    dist = torch.randint(0, 20, (57, 300), generator=g).float() / 20
+    labels = (torch.randint(0, 12, (57,), generator=g), torch.randint(0, 12, (300,), generator=g),
+              torch.randint(0, 4, (57,), generator=g), torch.randint(0, 4, (300,), generator=g))
+    on_cpu = evaluate(dist, *labels, topk=(1, 3, 5, 10))
+    on_gpu = evaluate(dist.to(CUDA), *(x.to(CUDA) for x in labels), topk=(1, 3, 5, 10))
+    assert on_gpu == pytest.approx(on_cpu, rel=1e-12)

@@ -42,6 +42,23 @@ def test_jaccard_tiny_chunks(monkeypatch):
     np.testing.assert_allclose(jaccard_similarity(p), ref, atol=1e-12)
 
 
+@pytest.mark.parametrize("rows_per_chunk", [1, 7, None])  # None: the default, 16 chunks of this 100
+def test_jaccard_chunks_mirrored_give_the_whole_matrix_bits(monkeypatch, rows_per_chunk):
+    """Each chunk computes its own and the later rows and mirrors them to the earlier ones: the
+    result is the plain formula over the whole matrix at once, bit for bit, and exactly symmetric."""
+    logits = torch.randn(100, 3, 20, generator=torch.Generator().manual_seed(4)) * 3
+    p = torch.softmax(logits, dim=-1).reshape(100, 60)
+    p[5] = 0.0
+    both = p.sum(1)[:, None] + p.sum(1)[None, :]
+    smin = (both - torch.cdist(p, p, p=1.0)) / 2
+    smax = both - smin
+    whole = torch.where(smax > 0, smin / torch.where(smax > 0, smax, 1.0), 0.0).clamp(0.0, 1.0)
+    if rows_per_chunk is not None:
+        monkeypatch.setattr(affinity, "MAX_CHUNK_ELEMENTS", {"cpu": 100 * rows_per_chunk})
+    out = jaccard_similarity(p)
+    assert torch.equal(out, whole) and torch.equal(out, out.T)
+
+
 def test_jaccard_matches_min_sum_on_softmax_outputs():
     """The shape the pipeline feeds it: several camera heads' softmax outputs side by side (rows sum
     to the number of heads, most entries tiny), float32."""

@@ -34,25 +34,34 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return (x.float() / 255.0 - mean) / std
 
 
-def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    """Mirror each image of (N, C, H, W) left-right with probability p."""
-    flip = torch.rand(x.shape[0], generator=generator, device=generator.device) < p
-    return torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
+@functools.lru_cache(maxsize=None)
+def _positions(size: int, device: torch.device) -> torch.Tensor:
+    """0 .. size - 1 (int64) on `device`, made once per size and device."""
+    return torch.arange(size, device=device)
 
 
-def random_pad_crop(x: torch.Tensor, generator: torch.Generator, pad: int) -> torch.Tensor:
-    """Zero-pad every side of (N, C, H, W) by `pad` pixels, then crop back at a random offset."""
-    if pad <= 0:
-        return x
+def random_flip_pad_crop(x: torch.Tensor, generator: torch.Generator, flip_p: float = 0.5, pad: int = 0) -> torch.Tensor:
+    """Mirror each image of (N, C, H, W) left-right with probability `flip_p`, zero-pad every
+    side by `pad` pixels and crop back at a random offset (no offset draws when `pad` is 0).
+
+    One gather: a mirrored image's crop reads the padded original's columns right to left
+    (column k of the crop at offset `left` is the padded column w - 1 + 2 pad - left - k), so
+    the result equals flipping, padding and cropping in turn without the flipped copy.
+    """
     n, c, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=generator.device)
-    top, left = offsets.to(x.device)
-    rows = (top[:, None] + torch.arange(h, device=x.device)).view(n, 1, h, 1)
-    cols = (left[:, None] + torch.arange(w, device=x.device)).view(n, 1, 1, w)
-    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
-    channel = torch.arange(c, device=x.device).view(1, c, 1, 1)
-    return padded[batch, channel, rows, cols]
+    flip = (torch.rand(n, generator=generator, device=generator.device) < flip_p).to(x.device)
+    if pad > 0:
+        x = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=generator.device)
+        top, left = offsets.to(x.device)
+        rows = (top[:, None] + _positions(h, x.device)).view(n, 1, h, 1)
+    else:
+        left = torch.zeros(n, dtype=torch.long, device=x.device)
+        rows = _positions(h, x.device).view(1, 1, h, 1)
+    across = _positions(w, x.device)
+    cols = torch.where(flip[:, None], (w - 1 + 2 * pad - left)[:, None] - across, left[:, None] + across)
+    return x[_positions(n, x.device).view(n, 1, 1, 1), _positions(c, x.device).view(1, c, 1, 1), rows,
+             cols.view(n, 1, 1, w)]
 
 
 def random_erasing(
@@ -81,15 +90,15 @@ def random_erasing(
     ew = torch.sqrt(target_area / aspect).round().long()
     fits = (eh < h) & (ew < w) & (eh > 0) & (ew > 0)
     first = torch.argmax(fits.int(), dim=1)
-    chosen = torch.arange(n, device=dev)
+    chosen = _positions(n, dev)
     eh, ew, fits = eh[chosen, first], ew[chosen, first], fits[chosen, first]
     apply = fits & (torch.rand(n, generator=generator, device=dev) < p)
     top = (torch.rand(n, generator=generator, device=dev) * (h - eh + 1).clamp(min=1)).long()
     left = (torch.rand(n, generator=generator, device=dev) * (w - ew + 1).clamp(min=1)).long()
 
     top, left, eh, ew, apply = (t.to(x.device) for t in (top, left, eh, ew, apply))
-    ys = torch.arange(h, device=x.device).view(1, h, 1)
-    xs = torch.arange(w, device=x.device).view(1, 1, w)
+    ys = _positions(h, x.device).view(1, h, 1)
+    xs = _positions(w, x.device).view(1, 1, w)
     inside = (
         (ys >= top.view(n, 1, 1)) & (ys < (top + eh).view(n, 1, 1))
         & (xs >= left.view(n, 1, 1)) & (xs < (left + ew).view(n, 1, 1))
@@ -108,9 +117,7 @@ def train_transform(
 ) -> torch.Tensor:
     """The reference's training augmentation, batched: uint8 (N, H, W, 3) -> normalised float
     (N, 3, H, W) after random flip, zero-pad-and-crop, normalisation and random erasing."""
-    x = to_chw(images)
-    x = random_flip(x, generator, flip_p)
-    x = random_pad_crop(x, generator, pad)
+    x = random_flip_pad_crop(to_chw(images), generator, flip_p, pad)
     x = normalize(x)
     return random_erasing(x, generator, erasing_p) if erasing_p > 0 else x
 

@@ -1,10 +1,10 @@
+import pytest
 import torch
 
 from iics.augment import (
     eval_transform,
     random_erasing,
-    random_flip,
-    random_pad_crop,
+    random_flip_pad_crop,
     train_transform,
 )
 
@@ -30,15 +30,24 @@ def test_eval_transform_normalises_each_channel():
     assert torch.allclose(x[:, 2], torch.full((2, 4, 3), -IMAGENET_MEAN[2] / IMAGENET_STD[2]))
 
 
-def test_pad_crop_matches_plain_per_image_reference():
-    x = torch.arange(2 * 3 * 5 * 4, dtype=torch.float32).view(2, 3, 5, 4)
-    pad = 2
-    out = random_pad_crop(x, generator(3), pad)
-    offsets = torch.randint(0, 2 * pad + 1, (2, 2), generator=generator(3))
-    for i in range(2):
-        padded = torch.nn.functional.pad(x[i], (pad, pad, pad, pad))
+@pytest.mark.parametrize("pad", [0, 2])
+@pytest.mark.parametrize("flip_p", [0.0, 0.5, 1.0])
+def test_flip_pad_crop_matches_plain_per_image_reference(pad, flip_p):
+    """The one-gather flip, pad and crop against doing the three in turn, image by image, with the
+    same draws (the flips first, then the offsets when there is padding)."""
+    x = torch.arange(30 * 3 * 5 * 4, dtype=torch.float32).view(30, 3, 5, 4)
+    out = random_flip_pad_crop(x, generator(3), flip_p, pad)
+    draws = generator(3)
+    flips = torch.rand(30, generator=draws) < flip_p
+    offsets = torch.randint(0, 2 * pad + 1, (2, 30), generator=draws) if pad else torch.zeros(2, 30, dtype=torch.long)
+    if flip_p == 0.5:
+        assert 0 < int(flips.sum()) < 30
+    for i in range(30):
+        image = x[i].flip(-1) if flips[i] else x[i]
+        padded = torch.nn.functional.pad(image, (pad, pad, pad, pad))
         top, left = int(offsets[0, i]), int(offsets[1, i])
         assert torch.equal(out[i], padded[:, top:top + 5, left:left + 4])
+    assert out.is_contiguous()
 
 
 def test_erasing_fills_one_rectangle_with_reference_constants():
@@ -68,17 +77,6 @@ def test_train_transform_is_seeded_and_shaped():
     b = train_transform(images, generator(5), pad=2)
     assert a.shape == (6, 3, 16, 8) and a.dtype == torch.float32
     assert torch.equal(a, b)
-
-
-def test_random_flip_mirrors_the_images_its_draws_pick():
-    x = torch.arange(40 * 2 * 3 * 4, dtype=torch.float32).view(40, 2, 3, 4)
-    assert torch.equal(random_flip(x, generator(), p=0.0), x)
-    assert torch.equal(random_flip(x, generator(), p=1.0), x.flip(-1))
-    out = random_flip(x, generator(2), p=0.5)
-    chosen = torch.rand(40, generator=generator(2)) < 0.5
-    assert 0 < int(chosen.sum()) < 40
-    assert torch.equal(out[chosen], x[chosen].flip(-1))
-    assert torch.equal(out[~chosen], x[~chosen])
 
 
 def test_erasing_comes_after_normalisation():

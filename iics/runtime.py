@@ -58,8 +58,9 @@ def compute_context(device: torch.device, bf16: bool) -> contextlib.AbstractCont
     """Autocast to bfloat16 on `device` when `bf16`, else nothing.
 
     Autocast itself keeps only some operations float32. What else is float32 is the code's own
-    doing: the callers take losses on `.float()` logits and features, and AIBN2d upcasts its input
-    to compute its statistics. Other outputs, the heads' BatchNorm1d included, are bfloat16.
+    doing: the backbones pool their last map in float32 (so the features, and the heads'
+    BatchNorm1d that reads them, are float32), the callers take losses on `.float()` logits, and
+    AIBN2d upcasts its input to compute its statistics. Other outputs are bfloat16.
     """
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 

@@ -98,6 +98,22 @@ def test_bf16_features_point_the_same_way_as_float32(name):
     assert shifted.max() < 0.5, shifted
 
 
+@pytest.mark.parametrize("name", ["resnet18_aibn", "mobilenet_v2"])
+def test_bf16_features_are_pooled_in_float32(name):
+    """Under bf16 autocast ResNet's and MobileNetV2's last map is bf16; its average is taken and
+    kept in float32 (rounded to bf16 it would carry far more error than the float32 mean of the
+    same bf16 map). ConvNeXt's last map is float32 already: its blocks end in a float32 layer
+    scale added to the residual."""
+    torch.manual_seed(0)
+    model = build_backbone(name).eval()
+    x = torch.randn(3, 3, 64, 32)
+    with torch.no_grad(), compute_context(CPU, True):
+        features = model(x)
+        last_map = model.forward_features(x)
+    assert last_map.dtype == torch.bfloat16 and features.dtype == torch.float32
+    torch.testing.assert_close(features, last_map.float().mean(dim=(2, 3)), atol=1e-6, rtol=1e-6)
+
+
 def _training_data(n_cameras=2, ids=2, per_id=4, seed=0):
     """One batch per epoch in both trainings, so epoch 1's loss is the loss before any step."""
     rng = np.random.default_rng(seed)

@@ -85,8 +85,8 @@ class MobileNetV2(nn.Module):
         return self.features(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Globally average-pooled features (N x 1280)."""
-        return torch.flatten(self.pool(self.features(x)), 1)
+        """Globally average-pooled features (N x 1280), pooled in float32 as in ResNet."""
+        return torch.flatten(self.pool(self.features(x).float()), 1)
 
 
 def mobilenet_v2() -> MobileNetV2:

@@ -158,8 +158,10 @@ class ResNet(nn.Module):
         return self.layer4(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Return globally average-pooled features (N x feature_dim)."""
-        return torch.flatten(self.pool(self.forward_features(x)), 1)
+        """Return globally average-pooled features (N x feature_dim), float32 also under bf16
+        autocast: the average of a bf16 map is taken and kept in float32, since rounding it to
+        bf16 would be the largest error left in the feature."""
+        return torch.flatten(self.pool(self.forward_features(x).float()), 1)
 
 
 def resnet18(aibn: bool = False) -> ResNet:

@@ -11,8 +11,11 @@ summed cross-entropy, the backward and one SGD step. For each backbone it prints
 of each part (the forward split into those inside AIBN layers, inside other normalisation
 layers, and the rest) and their total. View and allocation operations (which launch nothing)
 are not counted. Then the same for one inter-camera step (a PK batch of 16 x 4 by default, one
-forward, cross-entropy + batch-hard triplet). Prints two JSON lines per backbone. (Recorded lines
-with an `ops per camera batch` field counted the former step of one forward per camera.)
+forward, cross-entropy + batch-hard triplet). Prints two JSON lines per backbone. Each count is of
+a second step, as every step of an epoch but the first runs (recorded lines before 2026-12-07's
+`counted` field counted a first step: the optimiser's momentum buffers made, and since
+`3d7a9d7` the augmentation's cached ranges). (Recorded lines with an `ops per camera batch`
+field counted the former step of one forward per camera.)
 """
 from __future__ import annotations
 
@@ -83,13 +86,17 @@ def label_normalisation_layers(model: nn.Module, counter: OperationCounter) -> N
 def count_training_step(backbone: nn.Module, heads: list[nn.Module], images: torch.Tensor,
                         loss_of: Callable[[torch.Tensor], torch.Tensor]) -> Counter[str]:
     """The operations of one training step, by part: the augmentation of `images`, the forward
-    and loss (`loss_of(augmented)`), the backward and one SGD step of `backbone` and `heads`."""
+    and loss (`loss_of(augmented)`), the backward and one SGD step of `backbone` and `heads`.
+    The second step of the run is counted, as every step of an epoch but its first runs: the
+    first also makes what later steps reuse (the optimiser's momentum buffers, the constants
+    cached per device)."""
     sgd = Optimizer(lr=0.005).build(backbone, heads)
     generator = make_generator(0, torch.device("cpu"))
     counter = OperationCounter()
     for model in (backbone, *heads):
         label_normalisation_layers(model, counter)
-    with counter:
+
+    def step() -> None:
         counter.part = "augmentation"
         x = train_transform(images, generator, 10, 0.5, 0.5)
         counter.part = "forward, other"
@@ -99,6 +106,10 @@ def count_training_step(backbone: nn.Module, heads: list[nn.Module], images: tor
         counter.part = "optimiser step"
         sgd.step()
         sgd.zero_grad(set_to_none=True)
+
+    step()
+    with counter:
+        step()
     return counter.counts
 
 
@@ -109,6 +120,7 @@ def _random_images(n: int, args) -> torch.Tensor:
 def _row(name: str, args, fields: dict, counts: Counter[str], total_key: str) -> dict:
     return {"backbone": name, "input": f"{args.height}x{args.width}", **fields,
             **{f"ops: {part}": n for part, n in sorted(counts.items())}, total_key: sum(counts.values()),
+            "counted": "second step",
             "torch": torch.__version__, "date": date.today().isoformat(), "commit": git_commit(REPO)}
 
 

@@ -32,9 +32,44 @@ def _report_gpu_memory() -> None:
 atexit.register(_report_gpu_memory)
 
 
-def load_params() -> dict:
-    with open(PARAMS) as f:
-        return yaml.safe_load(f)
+RECOMPOSE = "compose it from conf/ with python stages/configure.py"
+
+
+class Params(dict):
+    """A group of params.yaml (the whole file at the top). Reading a key it lacks ends the stage
+    in one line naming the dotted key, `params.yaml: intra.momentum is missing (...)`, instead of
+    a KeyError traceback; `.get` and `in` still see a missing key as missing."""
+
+    def __init__(self, data: dict, path: str = ""):
+        super().__init__({key: Params(value, f"{path}{key}.") if isinstance(value, dict) else value
+                          for key, value in data.items()})
+        self._path = path
+
+    def __missing__(self, key):
+        raise SystemExit(f"{PARAMS.name}: {self._path}{key} is missing ({RECOMPOSE}, or add the key)")
+
+
+def load_params() -> Params:
+    """params.yaml as nested Params. Missing, unreadable, not YAML, or not a mapping of groups
+    ends the stage in one line naming the file, before any work."""
+    try:
+        text = PARAMS.read_text()
+    except FileNotFoundError:
+        raise SystemExit(f"{PARAMS.name}: not found ({RECOMPOSE})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise SystemExit(f"{PARAMS.name}: cannot be read ({reason})") from None
+    try:
+        params = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SystemExit(f"{PARAMS.name}: not valid YAML ({where}{problem}); {RECOMPOSE}") from None
+    if not isinstance(params, dict):
+        raise SystemExit(f"{PARAMS.name}: expected a mapping of settings groups, got {type(params).__name__} "
+                         f"({RECOMPOSE})")
+    return Params(params)
 
 
 def dataset_dir(params: dict) -> Path:

@@ -29,9 +29,24 @@ def _checked(where: str, make, *args, **kwargs):
 
 
 def _value(params: dict, key: str):
-    for part in key.split("."):
+    """The value at dotted `key`. params.yaml as `load_params` reads it ends the stage in one line
+    for a key that is missing; a group that holds a plain value instead of its keys ends it here."""
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        if not isinstance(params, dict):
+            group = ".".join(parts[:depth])
+            raise SystemExit(f"params.yaml: {group} must be a group of settings (with {'.'.join(parts[depth:])}), "
+                             f"got {params!r}")
         params = params[part]
     return params
+
+
+def _group(params: dict, key: str) -> dict:
+    """The group of settings at dotted `key` (e.g. 'intra'), checked to be one."""
+    group = _value(params, key)
+    if not isinstance(group, dict):
+        raise SystemExit(f"params.yaml: {key} must be a group of settings, got {group!r}")
+    return group
 
 
 def integer(params: dict, key: str, minimum: int = 1) -> int:
@@ -49,15 +64,19 @@ def number(params: dict, key: str, minimum: float) -> float:
 
 
 def _cut(params: dict, stage: str) -> ClusterCut:
-    c = params["clustering"]
+    c = _group(params, "clustering")
     method = c["method"]
     if method == "count":
         return _checked(f"clustering.{stage}_count: ", ClusterCut, "count", c[f"{stage}_count"])
     if method == "quantile":
         return _checked(f"clustering.{stage}_quantile: ", ClusterCut, "quantile", c[f"{stage}_quantile"])
     if method == "threshold":
-        override = c.get(f"{stage}_threshold")
-        key = "threshold" if override is None else f"{stage}_threshold"
+        # null means "the shared clustering.threshold" (conf/config.yaml); a deleted key is an error,
+        # not that fallback: it would change the per-camera cut without a word.
+        if f"{stage}_threshold" not in c:
+            raise SystemExit(f"params.yaml: clustering.{stage}_threshold is missing (null uses "
+                             f"clustering.threshold; compose params.yaml from conf/ with python stages/configure.py)")
+        key = "threshold" if c[f"{stage}_threshold"] is None else f"{stage}_threshold"
         return _checked(f"clustering.{key}: ", ClusterCut, "threshold", c[key])
     raise SystemExit(f"params.yaml: clustering.method must be count, quantile or threshold, got {method!r}")
 
@@ -72,7 +91,7 @@ def inter_cut(params: dict) -> ClusterCut:
 
 def reranking(params: dict, key: str = "clustering.rerank") -> Reranking:
     """The k-reciprocal settings at dotted `key`: the clustering's, or `evaluate.rerank`."""
-    r = _value(params, key)
+    r = _group(params, key)
     return _checked(f"{key}.", Reranking, k1=r["k1"], k2=r["k2"], lambda_value=r["lambda"])
 
 
@@ -83,7 +102,7 @@ def evaluation_reranking(params: dict) -> Reranking | None:
 
 def optimizer(params: dict, group: str) -> Optimizer:
     """SGD settings of the `group` ('intra' or 'inter') of params.yaml."""
-    g = params[group]
+    g = _group(params, group)
     return _checked(
         f"{group}.", Optimizer, lr=g["lr"], backbone_lr_scale=g["backbone_lr_scale"],
         momentum=g["momentum"], weight_decay=g["weight_decay"],
@@ -91,17 +110,17 @@ def optimizer(params: dict, group: str) -> Optimizer:
 
 
 def augment(params: dict) -> Augment:
-    a = params["augment"]
+    a = _group(params, "augment")
     return _checked("augment.", Augment, pad=a["pad"], flip_p=a["flip_p"], erasing_p=a["erasing_p"])
 
 
 def intra_training(params: dict) -> IntraTraining:
-    i = params["intra"]
+    i = _group(params, "intra")
     return _checked("intra.", IntraTraining, epochs=i["epochs"], batch_per_camera=i["batch_per_camera"])
 
 
 def inter_training(params: dict) -> InterTraining:
-    i = params["inter"]
+    i = _group(params, "inter")
     return _checked(
         "inter.", InterTraining, epochs=i["epochs"], ids_per_batch=i["ids_per_batch"],
         images_per_id=i["images_per_id"], margin=i["margin"],

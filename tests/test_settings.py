@@ -194,3 +194,79 @@ def test_reranking_settings_come_from_their_own_keys():
               "evaluate": {"rerank": {"enabled": True, "k1": 9, "k2": 4, "lambda": 0.1}}}
     assert params_io.reranking(params) == Reranking(k1=5, k2=2, lambda_value=0.6)
     assert params_io.reranking(params, "evaluate.rerank") == Reranking(k1=9, k2=4, lambda_value=0.1)
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "params.yaml: not found (compose it from conf/ with python stages/configure.py)"),
+    ("intra: {lr: 0.1\n", "params.yaml: not valid YAML (line 2: expected ',' or '}', but got '<stream end>'); "
+                          "compose it from conf/ with python stages/configure.py"),
+    ("- intra\n", "params.yaml: expected a mapping of settings groups, got list (compose it from conf/ with "
+                  "python stages/configure.py)"),
+    ("", "params.yaml: expected a mapping of settings groups, got NoneType (compose it from conf/ with "
+         "python stages/configure.py)"),
+])
+def test_a_params_file_that_is_missing_or_no_yaml_mapping_is_one_line(tmp_path, monkeypatch, text, message):
+    """Were a FileNotFoundError, a ScannerError and a TypeError traceback."""
+    import common
+
+    monkeypatch.setattr(common, "PARAMS", tmp_path / "params.yaml")
+    if text is not None:
+        (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(SystemExit) as err:
+        common.load_params()
+    assert str(err.value) == message
+
+
+def _loaded_params_without(tmp_path, monkeypatch, key: str) -> dict:
+    """The shipped params.yaml with dotted `key` deleted, read as the stages read it."""
+    import common
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    *parents, leaf = key.split(".")
+    node = params
+    for part in parents:
+        node = node[part]
+    del node[leaf]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.setattr(common, "PARAMS", tmp_path / "params.yaml")
+    return common.load_params()
+
+
+@pytest.mark.parametrize("key, read", [
+    ("inter.momentum", lambda p: params_io.optimizer(p, "inter")),  # was KeyError: 'momentum'
+    ("augment.pad", params_io.augment),
+    ("clustering.rerank", params_io.reranking),
+    ("features.batch_size", lambda p: params_io.integer(p, "features.batch_size")),
+    ("model.backbone", lambda p: p["model"]["backbone"]),  # a stage's own read
+    ("device", params_io.compute_device),
+])
+def test_a_missing_key_is_one_line_naming_it(tmp_path, monkeypatch, key, read):
+    params = _loaded_params_without(tmp_path, monkeypatch, key)
+    with pytest.raises(SystemExit) as err:
+        read(params)
+    assert str(err.value) == (f"params.yaml: {key} is missing (compose it from conf/ with python "
+                              "stages/configure.py, or add the key)")
+
+
+@pytest.mark.parametrize("stage", ["intra", "inter"])
+def test_a_deleted_stage_threshold_is_an_error_not_the_shared_threshold(tmp_path, monkeypatch, stage):
+    """`clustering.intra_threshold: null` means clustering.threshold (conf/config.yaml); a deleted
+    key silently meant the same, changing the per-camera cut from 0.3 to 0.45."""
+    params = _loaded_params_without(tmp_path, monkeypatch, f"clustering.{stage}_threshold")
+    with pytest.raises(SystemExit) as err:
+        params_io.intra_cut(params) if stage == "intra" else params_io.inter_cut(params)
+    assert str(err.value) == (f"params.yaml: clustering.{stage}_threshold is missing (null uses clustering.threshold; "
+                              "compose params.yaml from conf/ with python stages/configure.py)")
+    params["clustering"][f"{stage}_threshold"] = None
+    assert (params_io.intra_cut(params) if stage == "intra" else params_io.inter_cut(params)) == ClusterCut("threshold", 0.45)
+
+
+def test_a_group_that_holds_a_value_is_one_line():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["intra"] = 5
+    with pytest.raises(SystemExit, match=r"^params.yaml: intra must be a group of settings, got 5$"):
+        params_io.optimizer(params, "intra")
+    params["features"] = "big"
+    with pytest.raises(SystemExit, match=r"^params.yaml: features must be a group of settings \(with batch_size\), "
+                                         r"got 'big'$"):
+        params_io.integer(params, "features.batch_size")

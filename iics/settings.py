@@ -22,6 +22,39 @@ def _check(ok: bool, name: str, value: object, valid: str) -> None:
         raise ValueError(f"{name} must be {valid}, got {value!r}")
 
 
+def _yaml_float(number: float) -> str:
+    """`number` written so that YAML 1.1 (PyYAML) reads it as a float: 0.001, or 1.0e-05 (its
+    exponent needs a decimal point before it and a sign)."""
+    text = repr(number)
+    mantissa, e, exponent = text.partition("e")
+    if e and "." not in mantissa:
+        text = f"{mantissa}.0e{exponent}"
+    return text
+
+
+def text_number_hint(value: object) -> str:
+    """For text that Python reads as a finite number ('1e-3', which PyYAML reads as text because
+    its exponent has no decimal point before it), how to write it as a number; else ''."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    if not math.isfinite(number):
+        return ""
+    return f"; write it as {_yaml_float(number)} (YAML reads {value.strip()} as text, not as a number)"
+
+
+def _check_number(ok: bool, name: str, value: object, valid: str) -> None:
+    """`_check` for a real number: text (a hand-written `lr: 1e-3` is text to YAML) is named as
+    text, with the number to write where it reads as one."""
+    if isinstance(value, str):
+        valid = valid if valid.startswith("a ") else f"a number {valid}"
+        raise ValueError(f"{name} must be {valid}, got the text {value!r}{text_number_hint(value)}")
+    _check(ok, name, value, valid)
+
+
 def _is_int(value: object) -> bool:
     """A Python or NumPy integer, not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
@@ -43,7 +76,7 @@ def check_count(name: str, value: object, minimum: int = 1) -> None:
 
 def check_at_least(name: str, value: object, minimum: float) -> None:
     """A ValueError naming `name` unless `value` is a number >= `minimum` (NaN is not)."""
-    _check(_is_number(value) and value >= minimum, name, value, f"a number >= {minimum}")
+    _check_number(_is_number(value) and value >= minimum, name, value, f"a number >= {minimum}")
 
 
 def check_one_each(what: str, count: int, **arrays: object) -> None:
@@ -65,7 +98,7 @@ class ClusterCut:
         if self.method not in METHODS:
             raise ValueError(f"clustering method {self.method!r} is not one of {', '.join(METHODS)}")
         if not _is_number(self.value):
-            raise ValueError(f"{self.method} cut needs a finite number, got {self.value!r}")
+            raise ValueError(f"{self.method} cut needs a finite number, got {self.value!r}{text_number_hint(self.value)}")
         if self.method == "count" and (self.value < 1 or int(self.value) != self.value):
             raise ValueError(f"count cut needs a positive integer, got {self.value!r}")
         if self.method == "quantile" and not 0 < self.value < 1:
@@ -85,7 +118,7 @@ class Reranking:
     def __post_init__(self):
         check_count("k1", self.k1)
         check_count("k2", self.k2)
-        _check(_is_number(self.lambda_value) and 0 <= self.lambda_value <= 1, "lambda", self.lambda_value, "in [0, 1]")
+        _check_number(_is_number(self.lambda_value) and 0 <= self.lambda_value <= 1, "lambda", self.lambda_value, "in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -98,11 +131,11 @@ class Optimizer:
     weight_decay: float = 5e-4
 
     def __post_init__(self):
-        _check(_is_number(self.lr) and self.lr > 0, "lr", self.lr, "> 0")
-        _check(_is_number(self.backbone_lr_scale) and self.backbone_lr_scale >= 0, "backbone_lr_scale",
+        _check_number(_is_number(self.lr) and self.lr > 0, "lr", self.lr, "> 0")
+        _check_number(_is_number(self.backbone_lr_scale) and self.backbone_lr_scale >= 0, "backbone_lr_scale",
                self.backbone_lr_scale, ">= 0 (0 freezes the backbone)")
-        _check(_is_number(self.momentum) and 0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
-        _check(_is_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        _check_number(_is_number(self.momentum) and 0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
+        _check_number(_is_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
 
     def build(self, backbone: nn.Module, heads: list[nn.Module]) -> torch.optim.SGD:
         head_params = [p for h in heads for p in h.parameters() if p.requires_grad]
@@ -123,8 +156,8 @@ class Augment:
 
     def __post_init__(self):
         _check(_is_int(self.pad) and self.pad >= 0, "pad", self.pad, "an integer >= 0 (pixels)")
-        _check(_is_number(self.flip_p) and 0 <= self.flip_p <= 1, "flip_p", self.flip_p, "a probability in [0, 1]")
-        _check(_is_number(self.erasing_p) and 0 <= self.erasing_p <= 1, "erasing_p", self.erasing_p,
+        _check_number(_is_number(self.flip_p) and 0 <= self.flip_p <= 1, "flip_p", self.flip_p, "a probability in [0, 1]")
+        _check_number(_is_number(self.erasing_p) and 0 <= self.erasing_p <= 1, "erasing_p", self.erasing_p,
                "a probability in [0, 1]")
 
 

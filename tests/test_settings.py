@@ -33,7 +33,14 @@ def test_defaults_and_edge_values_are_accepted():
     ({"lr": 0.01, "momentum": 1.0}, r"^momentum must be in \[0, 1\), got 1.0$"),
     ({"lr": 0.01, "momentum": -0.5}, r"^momentum must be in \[0, 1\), got -0.5$"),
     ({"lr": 0.01, "weight_decay": -1e-4}, r"^weight_decay must be >= 0, got -0.0001$"),
-    ({"lr": "fast"}, r"^lr must be > 0, got 'fast'$"),
+    ({"lr": "fast"}, r"^lr must be a number > 0, got the text 'fast'$"),
+    # PyYAML reads an exponent without a decimal point as text: `lr: 1e-3` is the string '1e-3'.
+    ({"lr": "1e-3"}, r"^lr must be a number > 0, got the text '1e-3'; write it as 0.001 \(YAML reads 1e-3 as text, "
+                     r"not as a number\)$"),
+    ({"lr": 0.01, "weight_decay": "5e-4"}, r"^weight_decay must be a number >= 0, got the text '5e-4'; write it as "
+                                           r"0.0005 "),
+    ({"lr": "1E-5"}, r"^lr must be a number > 0, got the text '1E-5'; write it as 1.0e-05 "),
+    ({"lr": "nan"}, r"^lr must be a number > 0, got the text 'nan'$"),
     ({"lr": True}, r"^lr must be > 0, got True$"),
 ])
 def test_optimizer_out_of_range(kwargs, message):
@@ -47,7 +54,7 @@ def test_optimizer_out_of_range(kwargs, message):
     ({"flip_p": 1.01}, r"^flip_p must be a probability in \[0, 1\], got 1.01$"),
     ({"flip_p": -0.1}, r"^flip_p must be a probability in \[0, 1\], got -0.1$"),
     ({"erasing_p": 1.5}, r"^erasing_p must be a probability in \[0, 1\], got 1.5$"),
-    ({"flip_p": "half"}, r"^flip_p must be a probability in \[0, 1\], got 'half'$"),
+    ({"flip_p": "half"}, r"^flip_p must be a probability in \[0, 1\], got the text 'half'$"),
 ])
 def test_augment_out_of_range(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -93,7 +100,7 @@ def test_intra_training_out_of_range(kwargs, message):
     ({"images_per_id": True}, r"^images_per_id must be an integer >= 2, got True$"),
     ({"margin": -0.3}, r"^margin must be a number >= 0, got -0.3$"),
     ({"margin": math.nan}, r"^margin must be a number >= 0, got nan$"),
-    ({"margin": "big"}, r"^margin must be a number >= 0, got 'big'$"),
+    ({"margin": "big"}, r"^margin must be a number >= 0, got the text 'big'$"),
 ])
 def test_inter_training_out_of_range(change, message):
     with pytest.raises(ValueError, match=message):
@@ -131,7 +138,12 @@ def _shipped_params_with(key: str, value) -> dict:
     ("augment.pad", "x", lambda p: params_io.augment(p), r"augment.pad must be an integer >= 0 \(pixels\), got 'x'"),
     ("clustering.rerank.k1", 0, lambda p: params_io.reranking(p), r"clustering.rerank.k1 must be an integer >= 1, got 0"),
     ("intra.lr", -0.1, lambda p: params_io.optimizer(p, "intra"), r"intra.lr must be > 0, got -0.1"),
-    ("inter.momentum", "high", lambda p: params_io.optimizer(p, "inter"), r"inter.momentum must be in \[0, 1\), got 'high'"),
+    ("inter.momentum", "high", lambda p: params_io.optimizer(p, "inter"), r"inter.momentum must be a number in \[0, 1\), got the text 'high'"),
+    ("intra.lr", "1e-3", lambda p: params_io.optimizer(p, "intra"), r"intra.lr must be a number > 0, got the text '1e-3'; "
+                                                                    r"write it as 0.001 \(YAML reads 1e-3 as text, not as a number\)"),
+    ("clustering.intra_threshold", "3e-1", lambda p: params_io.intra_cut(p),
+     r"clustering.intra_threshold: threshold cut needs a finite number, got '3e-1'; write it as 0.3 \(YAML reads "
+     r"3e-1 as text, not as a number\)"),
     ("intra.epochs", 0, lambda p: params_io.intra_training(p), r"intra.epochs must be an integer >= 1, got 0"),
     ("intra.batch_per_camera", 0, lambda p: params_io.intra_training(p), r"intra.batch_per_camera must be an integer >= 1, got 0"),
     ("inter.ids_per_batch", 0, lambda p: params_io.inter_training(p), r"inter.ids_per_batch must be an integer >= 2, got 0"),

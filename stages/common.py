@@ -106,11 +106,27 @@ def load_index(params: dict, stage: str) -> dict[str, np.ndarray]:
         return read_index(prepared_dir(params) / "index.csv")
 
 
-def load_images(params: dict, stage: str) -> np.ndarray:
-    """The decoded uint8 image cache (N, H, W, 3), memory-mapped, rows matching index.csv;
-    missing or damaged ends `stage` (see inputs_must_load)."""
+def load_images(params: dict, stage: str, index: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """The decoded uint8 image cache (N, H, W, 3), memory-mapped. Missing or damaged, or not the
+    cache of `index` (the prepared index.csv, read here when not given: one row per index row)
+    or of params.yaml's dataset.height x width, ends `stage` (see inputs_must_load): under
+    `dvc repro` `extract` writes both files at that size, but a stage run by hand may meet a
+    cache or index left by another run (a truncated index would score a subset silently)."""
+    if index is None:
+        index = load_index(params, stage)
+    path = prepared_dir(params) / "images.npy"
     with inputs_must_load(stage):
-        return load_image_cache(prepared_dir(params) / "images.npy")
+        images = load_image_cache(path)
+        rows = len(index["image"])
+        if len(images) != rows:
+            raise FileError(path, f"holds {len(images)} images but index.csv lists {rows} (the two are from different "
+                                  "extract runs, or one is damaged; rerun the extract stage)")
+        size, expected = tuple(images.shape[1:3]), (params["dataset"]["height"], params["dataset"]["width"])
+        if size != expected:
+            raise FileError(path, f"holds {size[0]} x {size[1]} images but params.yaml dataset.height x width is "
+                                  f"{expected[0]} x {expected[1]} (made for another configuration; rerun the extract "
+                                  "stage)")
+    return images
 
 
 def load_round_array(stage: str, path: Path, rows: int) -> np.ndarray:

@@ -34,7 +34,7 @@ def main() -> None:
         write_json(round_metrics_dir(args.round) / "eval.json", {"evaluated": False, "reason": NO_TEST_SET})
         print(f"evaluate {args.round}: skipped, {NO_TEST_SET}")
         return
-    images = load_images(params, stage)
+    images = load_images(params, stage, index)
     model_path = round_dir(args.round) / "model.pt"
     with inputs_must_load(stage):
         backbone, _ = load_backbone(model_path, params["model"]["backbone"])

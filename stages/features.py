@@ -25,8 +25,9 @@ def main() -> None:
     model_path = round_dir(args.previous) / "model.pt"
     with inputs_must_load(stage):
         backbone, _ = load_backbone(model_path, params["model"]["backbone"])
-    images = load_images(params, stage)
-    train = split_rows(load_index(params, stage), "train")
+    index = load_index(params, stage)
+    images = load_images(params, stage, index)
+    train = split_rows(index, "train")
     with model_must_work(stage, model_path):
         features = extract_features(
             backbone, images, device, batch_size, bf16=bf16, progress=show_progress(), rows=train

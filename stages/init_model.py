@@ -55,8 +55,9 @@ def main() -> None:
     except ValueError as exc:
         raise SystemExit(f"init: {exc}") from None
     if statistics_from_train_images(model_params["backbone"], weights):
-        train = split_rows(load_index(params, "init"), "train")
-        batches = estimate_aibn_statistics(backbone, load_images(params, "init"), compute_device(params),
+        index = load_index(params, "init")
+        train = split_rows(index, "train")
+        batches = estimate_aibn_statistics(backbone, load_images(params, "init", index), compute_device(params),
                                            integer(params, "features.batch_size"), rows=train, progress=show_progress())
         print(f"init: AIBN running statistics estimated from {len(train)} train images ({batches} batches)")
     save_backbone(backbone, model_params["backbone"], round_dir("init") / "model.pt")

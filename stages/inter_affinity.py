@@ -38,7 +38,7 @@ def main() -> None:
     index = load_index(params, stage)
     train = split_rows(index, "train")
     _, camera_index = camera_positions(index["camid"][train])
-    images = load_images(params, stage)
+    images = load_images(params, stage, index)
     model_path = round_dir(args.round) / "intra_model.pt"
     with inputs_must_load(stage):
         backbone, _ = load_backbone(model_path, params["model"]["backbone"])

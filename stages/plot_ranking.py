@@ -31,7 +31,7 @@ def main() -> None:
         print("plot_ranking: no evaluation split, wrote a note to plots/ranking.png")
         return
     device, bf16 = device_and_precision(params)
-    images = load_images(params, stage)
+    images = load_images(params, stage, index)
     query, gallery = split_rows(index, "query"), split_rows(index, "gallery")
     pids, cams = index["pid"], index["camid"]
     chosen = choose_queries(pids[query], cams[query], pids[gallery], cams[gallery],

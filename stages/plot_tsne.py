@@ -29,7 +29,7 @@ def main() -> None:
     train = split_rows(index, "train")
     pids = index["pid"][train]
     rows = train[sample_for_tsne(pids, identities, max_images, seed)]
-    images = load_images(params, stage)[rows]
+    images = load_images(params, stage, index)[rows]
     maps = []
     for round_id in (args.first, args.last):
         model_path = round_dir(round_id) / "model.pt"

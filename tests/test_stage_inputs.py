@@ -1,0 +1,79 @@
+"""stages/common.py's readers of a stage's inputs: the prepared index and image cache must belong
+together and to params.yaml's image size, and a round's arrays must be what the stage after it
+needs (pseudo-labels: 1-D non-negative integers; features: 2-D floats); otherwise the stage ends
+with one line naming the file, before any work."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stages"))
+
+import common  # noqa: E402
+
+STAGE = "evaluate r01"
+PARAMS = {"dataset": {"name": "tiny", "height": 8, "width": 4}}
+
+
+@pytest.fixture
+def prepared(tmp_path, monkeypatch):
+    """data/tiny/prepared/ under a scratch project root: a 6-row index.csv and its 6-image cache."""
+    monkeypatch.setattr(common, "ROOT", tmp_path)
+    folder = tmp_path / "data" / "tiny" / "prepared"
+    folder.mkdir(parents=True)
+    rows = [("a.jpg", 1, 1, "train"), ("b.jpg", 1, 2, "train"), ("c.jpg", 2, 1, "train"), ("d.jpg", 2, 2, "train"),
+            ("e.jpg", 1, 1, "query"), ("f.jpg", 1, 2, "gallery")]
+    (folder / "index.csv").write_text("image,pid,camid,split\n" + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in rows))
+    np.save(folder / "images.npy", np.zeros((6, 8, 4, 3), dtype=np.uint8))
+    return folder
+
+
+def one_line_exit(read) -> str:
+    with pytest.raises(SystemExit) as stop:
+        read()
+    assert "\n" not in str(stop.value)
+    return str(stop.value)
+
+
+def test_matching_index_and_cache_load(prepared):
+    index = common.load_index(PARAMS, STAGE)
+    assert common.load_images(PARAMS, STAGE, index).shape == (6, 8, 4, 3)
+    assert common.load_images(PARAMS, STAGE).shape == (6, 8, 4, 3)  # reads the index itself
+
+
+@pytest.mark.parametrize("given", [True, False])
+def test_a_truncated_index_is_refused_not_scored_as_a_subset(prepared, given):
+    """Was: evaluate scored the rows the index still listed and exited 0."""
+    lines = (prepared / "index.csv").read_text().splitlines(keepends=True)
+    (prepared / "index.csv").write_text("".join(lines[:-2]))
+    index = common.load_index(PARAMS, STAGE) if given else None
+    assert one_line_exit(lambda: common.load_images(PARAMS, STAGE, index)) == (
+        "evaluate r01: data/tiny/prepared/images.npy: holds 6 images but index.csv lists 4 (the two are from "
+        "different extract runs, or one is damaged; rerun the extract stage)")
+
+
+def test_a_short_cache_is_refused_not_an_index_error(prepared):
+    np.save(prepared / "images.npy", np.zeros((3, 8, 4, 3), dtype=np.uint8))
+    assert one_line_exit(lambda: common.load_images(PARAMS, STAGE, common.load_index(PARAMS, STAGE))) == (
+        "evaluate r01: data/tiny/prepared/images.npy: holds 3 images but index.csv lists 6 (the two are from "
+        "different extract runs, or one is damaged; rerun the extract stage)")
+
+
+def test_a_cache_of_another_image_size_is_refused(prepared):
+    np.save(prepared / "images.npy", np.zeros((6, 16, 8, 3), dtype=np.uint8))
+    assert one_line_exit(lambda: common.load_images(PARAMS, STAGE)) == (
+        "evaluate r01: data/tiny/prepared/images.npy: holds 16 x 8 images but params.yaml dataset.height x width "
+        "is 8 x 4 (made for another configuration; rerun the extract stage)")
+
+
+def test_every_stage_that_reads_the_cache_hands_it_the_index_it_read():
+    """The stages that read both files (and are not training stages, which let load_images read
+    the index again) pass the index they loaded, so the two are checked against each other."""
+    stages = Path(common.__file__).parent
+    for name in ("evaluate", "features", "inter_affinity", "init_model", "plot_tsne", "plot_ranking"):
+        text = (stages / f"{name}.py").read_text()
+        calls = [line for line in text.splitlines() if "load_images(params" in line]
+        assert calls and all(", index)" in line for line in calls), (name, calls)

@@ -129,10 +129,22 @@ def load_images(params: dict, stage: str, index: dict[str, np.ndarray] | None = 
     return images
 
 
+# The arrays a round's stages hand on, by file name: what each holds and the stage writing it.
+ROUND_ARRAYS = {
+    "features.npy": ("features", "features"),
+    "intra_labels.npy": ("labels", "intra_cluster"),
+    "inter_labels.npy": ("labels", "inter_affinity"),
+}
+
+
 def load_round_array(stage: str, path: Path, rows: int) -> np.ndarray:
-    """An array an earlier stage of the round saved with one row per train image (features,
-    pseudo-labels). Missing, unreadable, or with another number of rows than `rows` (left from
-    another dataset or configuration by a stage run by hand) ends `stage` (see inputs_must_load)."""
+    """An array an earlier stage of the round saved with one row per train image: features
+    (2-D float32 or float64) or pseudo-labels (1-D integers >= 0), told by its name (see
+    ROUND_ARRAYS). Missing, unreadable, with another number of rows than `rows`, or of another
+    kind (left from another dataset or configuration by a stage run by hand, or written by
+    something else) ends `stage` (see inputs_must_load)."""
+    kind, writer = ROUND_ARRAYS[path.name]
+    rerun = f"rerun the {writer} stage that writes it"
     with inputs_must_load(stage):
         if not path.is_file():
             raise FileError(path, "not found (expected a file written by an earlier stage)")
@@ -144,6 +156,16 @@ def load_round_array(stage: str, path: Path, rows: int) -> np.ndarray:
             raise FileError(path, f"holds shape {array.shape}, expected one row for each of the {rows} train images "
                                   "in the index (written for another dataset or configuration? rerun the stage that "
                                   "writes it)")
+        if kind == "labels":
+            if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+                raise FileError(path, f"holds {array.dtype} values of shape {array.shape}, expected pseudo-labels: a "
+                                      f"1-D integer array, one label per train image ({rerun})")
+            if rows and array.min() < 0:
+                raise FileError(path, f"holds negative pseudo-labels (the smallest is {array.min()}), expected "
+                                      f"integers >= 0 ({rerun})")
+        elif array.ndim != 2 or array.dtype not in (np.float32, np.float64) or array.shape[1] == 0:
+            raise FileError(path, f"holds {array.dtype} values of shape {array.shape}, expected features: a 2-D "
+                                  f"float32 array, one row of at least one value per train image ({rerun})")
         return array
 
 

@@ -77,3 +77,42 @@ def test_every_stage_that_reads_the_cache_hands_it_the_index_it_read():
         text = (stages / f"{name}.py").read_text()
         calls = [line for line in text.splitlines() if "load_images(params" in line]
         assert calls and all(", index)" in line for line in calls), (name, calls)
+
+
+@pytest.mark.parametrize("name, array, reason", [
+    ("intra_labels.npy", np.array(["a", "b", "c", "d"]), "holds <U1 values of shape (4,), expected pseudo-labels: a 1-D "
+     "integer array, one label per train image (rerun the intra_cluster stage that writes it)"),
+    ("inter_labels.npy", np.array([0.0, 1.0, 1.0, 2.0]), "holds float64 values of shape (4,), expected pseudo-labels: "
+     "a 1-D integer array, one label per train image (rerun the inter_affinity stage that writes it)"),
+    ("intra_labels.npy", np.zeros((4, 2), dtype=np.int64), "holds int64 values of shape (4, 2), expected "
+     "pseudo-labels: a 1-D integer array, one label per train image (rerun the intra_cluster stage that writes it)"),
+    ("inter_labels.npy", np.array([0, -1, 1, 1]), "holds negative pseudo-labels (the smallest is -1), expected "
+     "integers >= 0 (rerun the inter_affinity stage that writes it)"),
+    ("features.npy", np.zeros(4, dtype=np.float32), "holds float32 values of shape (4,), expected features: a 2-D "
+     "float32 array, one row of at least one value per train image (rerun the features stage that writes it)"),
+    ("features.npy", np.zeros((4, 8, 2), dtype=np.float32), "holds float32 values of shape (4, 8, 2), expected "
+     "features: a 2-D float32 array, one row of at least one value per train image (rerun the features stage that "
+     "writes it)"),
+    ("features.npy", np.zeros((4, 8), dtype=np.int64), "holds int64 values of shape (4, 8), expected features: a 2-D "
+     "float32 array, one row of at least one value per train image (rerun the features stage that writes it)"),
+    ("features.npy", np.zeros((4, 0), dtype=np.float32), "holds float32 values of shape (4, 0), expected features: a "
+     "2-D float32 array, one row of at least one value per train image (rerun the features stage that writes it)"),
+])
+def test_a_round_array_of_the_wrong_kind_is_one_line(tmp_path, monkeypatch, name, array, reason):
+    """Were a traceback in clustering or training, or (float labels) used silently."""
+    monkeypatch.setattr(common, "ROOT", tmp_path)
+    path = tmp_path / "runs" / "r01" / name
+    path.parent.mkdir(parents=True)
+    np.save(path, array)
+    assert one_line_exit(lambda: common.load_round_array("intra_train r01", path, 4)) == (
+        f"intra_train r01: runs/r01/{name}: {reason}")
+
+
+@pytest.mark.parametrize("name, array", [
+    ("intra_labels.npy", np.array([0, 1, 0, 2], dtype=np.int64)),
+    ("inter_labels.npy", np.array([0, 1, 0, 2], dtype=np.int32)),
+    ("features.npy", np.ones((4, 8), dtype=np.float32)),
+])
+def test_round_arrays_as_the_stages_write_them_load(tmp_path, name, array):
+    np.save(tmp_path / name, array)
+    np.testing.assert_array_equal(common.load_round_array("s", tmp_path / name, 4), array)

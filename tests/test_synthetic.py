@@ -165,7 +165,17 @@ def test_hue_rotation_keeps_greys_and_turns_primaries():
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("cameras", 12, r"params.yaml: synthetic: num_cameras must be <= 9 \(single-digit c<cam> as in Market-1501\)"),
+    ("cameras", 12, r"params.yaml: synthetic.cameras must be <= 9 \(single-digit c<cam> as in Market-1501\), got 12"),
+    # Were named by the library's arguments (queries_per_camera, num_distractors, num_junk).
+    ("images_per_camera", 1, r"params.yaml: synthetic.images_per_camera must be in \[2, 1000\] \(one image per camera "
+                             r"of each test identity is a query; the others are its gallery matches\), got 1"),
+    ("junk", -1, r"params.yaml: synthetic.junk must be >= 0, got -1"),
+    ("distractors", -2, r"params.yaml: synthetic.distractors must be >= 0, got -2"),
+    ("cameras_per_id", 4, r"params.yaml: synthetic.cameras_per_id must be in \[2, synthetic.cameras\] \(each identity "
+                          r"crosses cameras\), got 4"),
+    ("train_ids", 9995, r"params.yaml: synthetic.test_ids must be <= 9999 - synthetic.train_ids \(at most 9999 "
+                        r"identities fit 4-digit Market-1501 pids\), got 5"),
+    ("width", 4, r"params.yaml: synthetic.width must be >= 8, got 4"),
     ("train_ids", "x", r"params.yaml: synthetic.train_ids must be an integer, got 'x'"),
     ("height", 2.5, r"params.yaml: synthetic.height must be an integer, got 2.5"),
 ])

@@ -23,6 +23,24 @@ HEADER = (
 )
 
 
+def one_line(message: str) -> str:
+    """Hydra's multi-line message on one line: a heading ending in ':' takes the lines below it
+    as a comma-separated list ("Available options in 'dataset': dukemtmc, footage, ..."), other
+    lines are joined with '; ', and the config search path it appends is left out."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()] or [message]
+    if "Config search path:" in lines:
+        lines = lines[:lines.index("Config search path:")]
+    parts: list[str] = []
+    heading = False
+    for line in lines:
+        if heading:
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line
+        else:
+            parts.append(line)
+            heading = line.endswith(":")
+    return "; ".join(part.rstrip(".") for part in parts[:-1]) + ("; " if len(parts) > 1 else "") + parts[-1]
+
+
 def compose(overrides: list[str]):
     """The composed configuration (an OmegaConf object), as DVC's Hydra integration builds it."""
     from hydra import compose as hydra_compose
@@ -35,7 +53,7 @@ def compose(overrides: list[str]):
         with initialize_config_dir(str(CONF), version_base=None):
             config = hydra_compose(config_name="config", overrides=overrides)
     except (HydraException, ValueError) as exc:  # ValueError: `clustering=5`, a group given a number
-        raise SystemExit(f"conf/: cannot compose {overrides}: {exc}") from None
+        raise SystemExit(f"conf/: cannot compose {overrides}: {one_line(str(exc))}") from None
     try:
         OmegaConf.resolve(config)  # an interpolation such as ${nothere} fails only here
     except OmegaConfBaseException as exc:

@@ -167,3 +167,15 @@ def test_every_shipped_configuration_passes_the_stage_checks(overrides):
                 "plots.top_k"):
         params_io.integer(params, key)
     params_io.integer(params, "plots.seed", minimum=0)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("dataset=foo", "In 'config': Could not find 'dataset/foo'; Available options in 'dataset': dukemtmc, footage, "
+                    "market1501, msmt17, synthetic"),
+    ("nosuch.key=1", "Could not override 'nosuch.key'; To append to your config use +nosuch.key=1"),
+])
+def test_a_compose_error_is_one_line_with_the_options(override, message):
+    """Hydra's message ran to a dozen lines: the options one per line, then its config search path."""
+    with pytest.raises(SystemExit) as err:
+        configure.compose([override])
+    assert str(err.value) == f"conf/: cannot compose {[override]}: {message}"

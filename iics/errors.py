@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
@@ -16,11 +17,22 @@ class FileError(ValueError):
         self.path, self.reason = Path(path), reason
 
 
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# torch.load(weights_only=True) of a file that pickles objects (a whole nn.Module saved with
+# torch.save(model)): a paragraph on unsafe loading around the one fact that matters.
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
 def one_line_reason(error: Exception, limit: int = 160) -> str:
     """An error from torch on one line, cut to `limit` characters: its messages run to paragraphs,
     and load_state_dict's first line ("Error(s) in loading state_dict for ResNet:") only
-    announces the lines that say what is wrong."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    announces the lines that say what is wrong. Terminal colour codes are dropped, and a
+    weights-only load refused for a pickled object is said in a sentence naming the object."""
+    message = _ANSI_ESCAPE.sub("", str(error))
+    if "Weights only load failed" in message and (found := _UNSUPPORTED_GLOBAL.search(message)):
+        return (f"it holds a pickled {found.group(1)} object, not only tensors, and is not loaded as one: code "
+                f"in a pickle could run; save its state_dict() instead")
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
     if len(lines) > 1 and lines[0].endswith(":"):
         lines = lines[1:]
     text = " ".join(lines) or type(error).__name__

@@ -24,16 +24,27 @@ data/weights/, and set model.weights (the paper configurations already point the
 
 
 def tracked_weights_file(weights) -> str:
-    """The absolute path of `model.weights`, which must lie in data/weights/: that folder is the
-    stage's dependency, so DVC reruns `init` when a file there changes. One elsewhere would be
-    read but never hashed, and a changed file would leave the old model in place."""
+    """The absolute path of `model.weights`, which must name a file in data/weights/: that folder
+    is the stage's dependency, so DVC reruns `init` when a file there changes. One elsewhere would
+    be read but never hashed, and a changed file would leave the old model in place."""
     folder = ROOT / "data" / "weights"
     path = Path(os.path.abspath(ROOT / str(weights)))  # '..' folded, links not followed: a link in the folder is fine
+    if path == folder or (folder in path.parents and path.is_dir()):
+        files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in (".pth", ".pt")) \
+            if folder.is_dir() else []
+        holds = f"data/weights/ holds {', '.join(files)}" if files else "data/weights/ holds no .pth file yet"
+        raise SystemExit(f"init: model.weights {weights!r} is a folder, expected the weights file in it "
+                         f"({holds}): set model.weights=data/weights/<file>")
     if folder not in path.parents:
         raise SystemExit(f"init: model.weights {weights!r} is outside data/weights/, the folder DVC tracks for this "
                          f"stage, so a change to the file would not rerun init; copy or link it into data/weights/ "
                          f"and set model.weights=data/weights/{path.name}")
     return str(path)
+
+
+def shown_weights(text: str, path: str) -> str:
+    """`text` (a message naming the absolute `path`) with the path as the project names it."""
+    return text.replace(path, str(Path(path).relative_to(ROOT)))
 
 
 def main() -> None:
@@ -45,15 +56,15 @@ def main() -> None:
         print(NO_WEIGHTS_WARNING.format(backbone=model_params["backbone"], dataset=params["dataset"]["name"]), file=sys.stderr)
     if weights is not None:
         weights = tracked_weights_file(weights)
+        if not os.path.isfile(weights):
+            raise SystemExit(
+                f"init: {shown_weights(weights, weights)}: ImageNet weights not found. README \"ImageNet weights\" "
+                "says which file to fetch; or set model.weights=null to start from random weights (far below the "
+                "paper's results)")
     try:
         backbone = build_backbone(model_params["backbone"], weights=weights)
-    except FileNotFoundError as exc:
-        raise SystemExit(
-            f"init: {exc}. README \"ImageNet weights\" says which file to fetch; or set model.weights=null "
-            "to start from random weights (far below the paper's results)"
-        ) from None
     except ValueError as exc:
-        raise SystemExit(f"init: {exc}") from None
+        raise SystemExit(f"init: {shown_weights(str(exc), weights) if weights else exc}") from None
     if statistics_from_train_images(model_params["backbone"], weights):
         index = load_index(params, "init")
         train = split_rows(index, "train")

@@ -282,3 +282,51 @@ def test_a_group_that_holds_a_value_is_one_line():
     with pytest.raises(SystemExit, match=r"^params.yaml: features must be a group of settings \(with batch_size\), "
                                          r"got 'big'$"):
         params_io.integer(params, "features.batch_size")
+
+
+@pytest.mark.parametrize("weights", ["data/weights", "data/weights/", "data/weights/sub"])
+def test_weights_that_name_a_folder_say_so(tmp_path, monkeypatch, weights):
+    """Were 'is outside data/weights/' (the folder itself) or 'ImageNet weights not found' (a sub-folder)."""
+    import init_model
+
+    monkeypatch.setattr(init_model, "ROOT", tmp_path)
+    (tmp_path / "data" / "weights" / "sub").mkdir(parents=True)
+    (tmp_path / "data" / "weights" / "net.pth").write_bytes(b"")
+    with pytest.raises(SystemExit) as err:
+        init_model.tracked_weights_file(weights)
+    assert str(err.value) == (f"init: model.weights {weights!r} is a folder, expected the weights file in it "
+                              "(data/weights/ holds net.pth): set model.weights=data/weights/<file>")
+
+
+def _init_with_weights(tmp_path, monkeypatch, write) -> str:
+    """init_model.main's one-line exit for model.weights=data/weights/net.pth as `write` leaves it."""
+    import init_model
+
+    monkeypatch.setattr(init_model, "ROOT", tmp_path)
+    (tmp_path / "data" / "weights").mkdir(parents=True)
+    write(tmp_path / "data" / "weights" / "net.pth")
+    params = {"model": {"backbone": "resnet18", "weights": "data/weights/net.pth", "seed": 0},
+              "dataset": {"name": "synthetic"}}
+    monkeypatch.setattr(init_model, "load_params", lambda: params)
+    with pytest.raises(SystemExit) as err:
+        init_model.main()
+    return str(err.value)
+
+
+def test_missing_weights_are_named_relative_to_the_project(tmp_path, monkeypatch):
+    message = _init_with_weights(tmp_path, monkeypatch, lambda path: None)
+    assert message == ("init: data/weights/net.pth: ImageNet weights not found. README \"ImageNet weights\" says which "
+                       "file to fetch; or set model.weights=null to start from random weights (far below the paper's "
+                       "results)")
+
+
+def test_a_pickled_module_as_weights_is_one_plain_line(tmp_path, monkeypatch):
+    """torch's refusal is a paragraph with terminal colour codes, which were shown raw, after the
+    absolute path."""
+    import torch
+
+    message = _init_with_weights(tmp_path, monkeypatch, lambda path: torch.save(torch.nn.Linear(2, 2), path))
+    assert message == ("init: data/weights/net.pth: not a readable PyTorch weights file, or a truncated one "
+                       "(UnpicklingError: it holds a pickled torch.nn.modules.linear.Linear object, not only tensors, "
+                       "and is not loaded as one: code in a pickle could run; save its state_dict() instead)")
+    assert "\x1b" not in message and str(tmp_path) not in message

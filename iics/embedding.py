@@ -73,6 +73,13 @@ def _write_npz(path: str, names: list[str], features: np.ndarray) -> None:
         raise
 
 
+def show_progress() -> bool:
+    """The pipeline stages' rule (stages/common.py): a progress bar when IICS_PROGRESS is 1, none
+    when it is 0, else (auto) only when stderr is a terminal, so piped logs stay free of bars."""
+    setting = os.environ.get("IICS_PROGRESS", "auto")
+    return setting == "1" or (setting == "auto" and os.isatty(2))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m iics.embedding",
@@ -109,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             names = source.image_names()
         if not names:
             raise ValueError(f"{args.images}: no {', '.join(IMAGE_EXTENSIONS)} files found")
-        features = embed_crops(model, args.images, names, input_size, device, args.batch_size, bf16)
+        features = embed_crops(model, args.images, names, input_size, device, args.batch_size, bf16,
+                               progress=show_progress())
         _write_npz(args.out, names, features.numpy())
     except (OSError, ValueError) as error:  # a missing or unreadable file, a bad value: one line
         raise SystemExit(f"iics.embedding: {error}") from None

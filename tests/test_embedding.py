@@ -154,3 +154,34 @@ def test_out_must_be_an_npz(crops, checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(checkpoint), str(crops), "--out", str(tmp_path / "features.npy")])
     assert "--out must name a .npz file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting, bar", [(None, False), ("0", False), ("1", True)])
+def test_progress_bar_follows_the_stages_rule(model, crops, checkpoint, tmp_path, capsys, monkeypatch, setting, bar):
+    """A bar only on a terminal (stderr is captured here, so not one) or with IICS_PROGRESS=1:
+    the command drew it into piped logs."""
+    if setting is None:
+        monkeypatch.delenv("IICS_PROGRESS", raising=False)
+    else:
+        monkeypatch.setenv("IICS_PROGRESS", setting)
+    main([str(checkpoint), str(crops), "--out", str(tmp_path / "f.npz"), "--device", "cpu"])
+    assert ("embed:" in capsys.readouterr().err) == bar
+
+
+@pytest.mark.parametrize("setting", [None, "0", "1", "auto"])
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_rule_is_the_stages_rule(monkeypatch, setting, terminal):
+    import sys
+    from pathlib import Path
+
+    import iics.embedding
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stages"))
+    import common
+
+    if setting is None:
+        monkeypatch.delenv("IICS_PROGRESS", raising=False)
+    else:
+        monkeypatch.setenv("IICS_PROGRESS", setting)
+    monkeypatch.setattr("os.isatty", lambda fd: terminal)
+    assert iics.embedding.show_progress() == common.show_progress()

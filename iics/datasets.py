@@ -155,17 +155,10 @@ def _read_zip(layout: str, zip_path: Path, subset: str | None) -> pd.DataFrame:
     return ZIP_READERS[layout](zip_path)
 
 
-def index_dataset(
-    raw_dir: str | os.PathLike, name: str, layout: str, progress: bool = False, subset: str | None = None,
-) -> tuple[Path, pd.DataFrame]:
-    """Locate, verify and index a dataset's raw files.
-
-    Returns the image source (zip or folder) and the index table (image, pid, camid, split)
-    in the row order the image cache will use. Official release names are checked for the
-    expected zip name, its md5 and the published counts. ``subset`` (``dataset.subset``, market
-    layout only) names the folder holding the three Market folders when the zip has several,
-    e.g. CUHK03-NP's ``detected`` or ``labeled``.
-    """
+def check_dataset_settings(raw_dir: str | os.PathLike, name: str, layout: str, subset: str | None) -> str | None:
+    """The checks of `index_dataset` that read no raw file: dataset.layout and dataset.subset
+    valid and agreeing with an official `name`, and the raw folder present. Returns the subset
+    (None for none). `extract` calls it before it touches the prepared folder."""
     raw_dir = Path(raw_dir)
     if layout not in LAYOUTS:
         raise DatasetError(f"dataset.layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
@@ -191,6 +184,23 @@ def index_dataset(
             f"dataset {name!r} is the official {release.title} release, layout {release.layout!r}; "
             f"got dataset.layout {layout!r} (use another dataset name for a different layout)"
         )
+    return subset
+
+
+def index_dataset(
+    raw_dir: str | os.PathLike, name: str, layout: str, progress: bool = False, subset: str | None = None,
+) -> tuple[Path, pd.DataFrame]:
+    """Locate, verify and index a dataset's raw files.
+
+    Returns the image source (zip or folder) and the index table (image, pid, camid, split)
+    in the row order the image cache will use. Official release names are checked for the
+    expected zip name, its md5 and the published counts. ``subset`` (``dataset.subset``, market
+    layout only) names the folder holding the three Market folders when the zip has several,
+    e.g. CUHK03-NP's ``detected`` or ``labeled``.
+    """
+    raw_dir = Path(raw_dir)
+    subset = check_dataset_settings(raw_dir, name, layout, subset)
+    release = OFFICIAL.get(name)
     if layout == "csv":
         csv_path, source = _footage_source(raw_dir)
         index = index_footage(csv_path, source)

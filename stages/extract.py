@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from common import METRICS, dataset_dir, load_params, prepared_dir, show_progress, write_json
 
-from iics.datasets import index_dataset, summarize
+from iics.datasets import check_dataset_settings, index_dataset, summarize
 from iics.image_cache import build_image_cache, check_image_size
 from iics.index import has_evaluation_split, has_train_identities, write_index
 
@@ -18,17 +18,21 @@ def main() -> None:
     params = load_params()
     dataset = params["dataset"]
     out = prepared_dir(params)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "index.csv").unlink(missing_ok=True)
     progress = show_progress()
     try:
+        # The settings first: a bad value or a misspelt dataset.name leaves a good index.csv in
+        # place and makes no data/<name>/prepared/ folder. Then the old index goes before the raw
+        # files are read, so a failure on them leaves none.
         check_image_size(dataset["height"], dataset["width"])  # before an md5 of a large zip, not after
+        check_dataset_settings(dataset_dir(params) / "raw", dataset["name"], dataset["layout"], dataset.get("subset"))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "index.csv").unlink(missing_ok=True)
         source, index = index_dataset(
             dataset_dir(params) / "raw", dataset["name"], dataset["layout"], progress=progress,
             subset=dataset.get("subset"),
         )
         build_image_cache(source, list(index["image"]), dataset["height"], dataset["width"], out / "images.npy", progress=progress)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # OSError: the prepared folder cannot be made or cleared
         raise SystemExit(f"extract: {exc}") from None
     write_index(index, out / "index.csv")
     summary = {

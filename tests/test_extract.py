@@ -130,3 +130,36 @@ def test_encrypted_member_stops_extract_with_one_line(tmp_path):
     assert error.startswith(f"extract: {raw / 'tiny.zip'}: cannot read member '{TOP}query/0003_c1s2_000123_01.jpg' (")
     assert reason in error and "\n" not in error
     assert not (tmp_path / "data" / "tiny" / "prepared" / "index.csv").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"height": 0}, "extract: height and width must be positive integers, got 0 x 4"),
+    ({"layout": "mars"}, "extract: dataset.layout must be one of "),
+    ({"subset": 5}, "extract: dataset.subset must be a folder name or null, got 5"),
+])
+def test_a_bad_setting_leaves_the_prepared_data_as_it_was(tmp_path, change, message):
+    """Extract removed index.csv first, then checked the settings: a typo destroyed a good index."""
+    raw = scratch_project(tmp_path, "tiny")
+    make_zip(raw / "tiny.zip", LAYOUT)
+    assert run_extract(tmp_path).returncode == 0
+    prepared = tmp_path / "data" / "tiny" / "prepared"
+    before = {path.name: path.read_bytes() for path in prepared.iterdir()}
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["dataset"].update(change)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run_extract(tmp_path)
+    assert result.returncode != 0 and result.stderr.strip().startswith(message), result.stderr
+    assert {path.name: path.read_bytes() for path in prepared.iterdir()} == before
+
+
+def test_a_misspelt_dataset_name_makes_no_prepared_folder(tmp_path):
+    raw = scratch_project(tmp_path, "tiny")
+    make_zip(raw / "tiny.zip", LAYOUT)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["dataset"]["name"] = "tinny"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run_extract(tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.strip() == (f"extract: {tmp_path / 'data' / 'tinny' / 'raw'}: no such folder; put the dataset "
+                                     "files there (see data/README.md)")
+    assert not (tmp_path / "data" / "tinny").exists()

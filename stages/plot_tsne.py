@@ -30,11 +30,13 @@ def main() -> None:
     pids = index["pid"][train]
     rows = train[sample_for_tsne(pids, identities, max_images, seed)]
     images = load_images(params, stage, index)[rows]
-    maps = []
-    for round_id in (args.first, args.last):
+    models = []
+    for round_id in (args.first, args.last):  # both checked before the first is used
         model_path = round_dir(round_id) / "model.pt"
         with inputs_must_load(stage):
-            backbone, _ = load_backbone(model_path, params["model"]["backbone"])
+            models.append((round_id, model_path, load_backbone(model_path, params["model"]["backbone"])[0]))
+    maps = []
+    for round_id, model_path, backbone in models:
         with model_must_work(stage, model_path):
             features = extract_features(backbone, images, device, batch,
                                         bf16=bf16, progress=show_progress(), desc=f"features {round_id}")

@@ -106,14 +106,12 @@ def load_index(params: dict, stage: str) -> dict[str, np.ndarray]:
         return read_index(prepared_dir(params) / "index.csv")
 
 
-def load_images(params: dict, stage: str, index: dict[str, np.ndarray] | None = None) -> np.ndarray:
+def load_images(params: dict, stage: str, index: dict[str, np.ndarray]) -> np.ndarray:
     """The decoded uint8 image cache (N, H, W, 3), memory-mapped. Missing or damaged, or not the
-    cache of `index` (the prepared index.csv, read here when not given: one row per index row)
+    cache of `index` (the prepared index.csv as `load_index` read it: one image per index row)
     or of params.yaml's dataset.height x width, ends `stage` (see inputs_must_load): under
     `dvc repro` `extract` writes both files at that size, but a stage run by hand may meet a
     cache or index left by another run (a truncated index would score a subset silently)."""
-    if index is None:
-        index = load_index(params, stage)
     path = prepared_dir(params) / "images.npy"
     with inputs_must_load(stage):
         images = load_image_cache(path)

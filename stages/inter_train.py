@@ -39,7 +39,7 @@ def main() -> None:
     device, bf16 = device_and_precision(params)
     index = load_index(params, stage)
     train = split_rows(index, "train")
-    images = load_images(params, stage)[train]
+    images = load_images(params, stage, index)[train]
     labels = load_round_array(stage, round_dir(args.round) / "inter_labels.npy", len(train))
     head = ClassifierHead(backbone.feature_dim, int(labels.max()) + 1)
     start = time.perf_counter()

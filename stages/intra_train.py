@@ -32,7 +32,7 @@ def main() -> None:
     train = split_rows(index, "train")
     _, camera_index = camera_positions(index["camid"][train])
     labels = load_round_array(stage, round_dir(args.round) / "intra_labels.npy", len(train))
-    images = load_images(params, stage)[train]
+    images = load_images(params, stage, index)[train]
 
     with inputs_must_load(stage):
         backbone, name = load_backbone(round_dir(args.previous) / "model.pt", params["model"]["backbone"])

@@ -41,16 +41,13 @@ def one_line_exit(read) -> str:
 def test_matching_index_and_cache_load(prepared):
     index = common.load_index(PARAMS, STAGE)
     assert common.load_images(PARAMS, STAGE, index).shape == (6, 8, 4, 3)
-    assert common.load_images(PARAMS, STAGE).shape == (6, 8, 4, 3)  # reads the index itself
 
 
-@pytest.mark.parametrize("given", [True, False])
-def test_a_truncated_index_is_refused_not_scored_as_a_subset(prepared, given):
+def test_a_truncated_index_is_refused_not_scored_as_a_subset(prepared):
     """Was: evaluate scored the rows the index still listed and exited 0."""
     lines = (prepared / "index.csv").read_text().splitlines(keepends=True)
     (prepared / "index.csv").write_text("".join(lines[:-2]))
-    index = common.load_index(PARAMS, STAGE) if given else None
-    assert one_line_exit(lambda: common.load_images(PARAMS, STAGE, index)) == (
+    assert one_line_exit(lambda: common.load_images(PARAMS, STAGE, common.load_index(PARAMS, STAGE))) == (
         "evaluate r01: data/tiny/prepared/images.npy: holds 6 images but index.csv lists 4 (the two are from "
         "different extract runs, or one is damaged; rerun the extract stage)")
 
@@ -64,19 +61,9 @@ def test_a_short_cache_is_refused_not_an_index_error(prepared):
 
 def test_a_cache_of_another_image_size_is_refused(prepared):
     np.save(prepared / "images.npy", np.zeros((6, 16, 8, 3), dtype=np.uint8))
-    assert one_line_exit(lambda: common.load_images(PARAMS, STAGE)) == (
+    assert one_line_exit(lambda: common.load_images(PARAMS, STAGE, common.load_index(PARAMS, STAGE))) == (
         "evaluate r01: data/tiny/prepared/images.npy: holds 16 x 8 images but params.yaml dataset.height x width "
         "is 8 x 4 (made for another configuration; rerun the extract stage)")
-
-
-def test_every_stage_that_reads_the_cache_hands_it_the_index_it_read():
-    """The stages that read both files (and are not training stages, which let load_images read
-    the index again) pass the index they loaded, so the two are checked against each other."""
-    stages = Path(common.__file__).parent
-    for name in ("evaluate", "features", "inter_affinity", "init_model", "plot_tsne", "plot_ranking"):
-        text = (stages / f"{name}.py").read_text()
-        calls = [line for line in text.splitlines() if "load_images(params" in line]
-        assert calls and all(", index)" in line for line in calls), (name, calls)
 
 
 @pytest.mark.parametrize("name, array, reason", [

@@ -139,15 +139,15 @@ def _intra(bf16):
     return [epoch.loss for epoch in history], backbone
 
 
-def _inter(bf16):
-    torch.manual_seed(0)
+def _inter(bf16, seed=0):
+    torch.manual_seed(seed)
     backbone = build_backbone("resnet18_aibn")
-    images, camera, labels = _training_data()
+    images, camera, labels = _training_data(seed=seed)
     labels = labels + 2 * camera
     history = train_inter_camera(
         backbone, ClassifierHead(backbone.feature_dim, 4), images, labels,
         training=InterTraining(epochs=EPOCHS, ids_per_batch=4, images_per_id=4, margin=0.3), optimizer=Optimizer(lr=0.02, backbone_lr_scale=1.0),
-        augment=Augment(pad=2), device=CPU, seed=0, bf16=bf16, progress=False,
+        augment=Augment(pad=2), device=CPU, seed=seed, bf16=bf16, progress=False,
     )
     return [epoch.loss for epoch in history], backbone
 
@@ -166,7 +166,16 @@ def test_bf16_training_follows_float32(train):
     # Untrained features are nearly parallel, so bf16 rounding moves the batch-hard triplet term
     # (inter) by a few per cent; cross-entropy alone (intra) agrees more closely.
     np.testing.assert_allclose(fast[0], plain[0], rtol=0.06)
-    # On 16 images a late epoch's loss can bounce back up (more often for the triplet term), in
-    # float32 too, by the seed; so learning is the best epoch's loss well below the first one's.
-    assert min(plain) < 0.7 * plain[0]
-    assert min(fast) < 0.7 * fast[0]
+    # On 16 images a late epoch's loss can bounce back up, in float32 too, by the seed; so learning
+    # is the best epoch's loss well below the first one's.
+    if train is _intra:
+        assert min(plain) < 0.7 * plain[0]
+        assert min(fast) < 0.7 * fast[0]
+        return
+    # The batch-hard triplet term makes a single inter-camera run chaotic: which seed stalls
+    # differs between float32 and bf16 and between torch versions (seed 0's bf16 run stalls on
+    # torch 2.4, seed 2's float32 run learns least on 2.4 and 2.13), so over three seeds the
+    # median run learns.
+    for bf16, first_seed in ((False, plain), (True, fast)):
+        runs = [first_seed] + [train(bf16, seed)[0] for seed in (1, 2)]
+        assert np.median([min(run) / run[0] for run in runs]) < 0.5, (bf16, runs)

@@ -8,17 +8,31 @@ import numpy as np
 import torch
 
 # Upper bound on (queries in a chunk) x (gallery size); bounds the temporary tensors (about
-# 40 bytes an element: at MSMT17's 82,161 gallery images a chunk is 102 queries, 0.3 GB).
+# 60 bytes an element: at MSMT17's 82,161 gallery images a chunk is 102 queries, 0.5 GB).
 MAX_CHUNK_ELEMENTS = 1 << 23
 
 
-def _as_tensor(x, device: torch.device | None = None) -> torch.Tensor:
-    """A tensor of `x` (tensor, NumPy array or list) on `device`; a read-only array is copied
-    (torch does not wrap read-only memory), a writable one is shared."""
-    if not isinstance(x, torch.Tensor):
-        array = np.asarray(x)
-        x = torch.from_numpy(array if array.flags.writeable else array.copy())
-    return x.detach().to(device) if device is not None else x.detach()
+def _distances(x) -> torch.Tensor:
+    """A tensor of the distance matrix `x` (tensor, NumPy array or list); a writable C-ordered
+    array is shared, any other (read-only, reversed or strided) is copied first."""
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    array = np.ascontiguousarray(x)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
+def _label_codes(query, gallery, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query and gallery labels (pids or cameras) as int64 tensors on `device` that are equal
+    exactly where the labels are: tensors as they are, anything else (NumPy arrays or lists of
+    any dtype, strings included) by its position among the labels' distinct values."""
+    if isinstance(query, torch.Tensor) and isinstance(gallery, torch.Tensor):
+        return query.detach().reshape(-1).to(device), gallery.detach().reshape(-1).to(device)
+    query = query.cpu().numpy() if isinstance(query, torch.Tensor) else np.asarray(query)
+    gallery = gallery.cpu().numpy() if isinstance(gallery, torch.Tensor) else np.asarray(gallery)
+    query, gallery = query.reshape(-1), gallery.reshape(-1)
+    _, codes = np.unique(np.concatenate([query, gallery]), return_inverse=True)
+    codes = torch.from_numpy(codes.reshape(-1).astype(np.int64)).to(device)
+    return codes[:len(query)], codes[len(query):]
 
 
 def evaluate(
@@ -32,15 +46,17 @@ def evaluate(
     """Return ``{"mAP", "rank{k}" for k in topk}`` in percent.
 
     ``distmat`` is ``(num_query, num_gallery)`` (numpy or torch); the ranking runs where it is
-    (a CUDA tensor is ranked on its device, with one copy of the totals back at the end).
+    (a CUDA tensor is ranked on its device, with one copy of the totals back at the end). Pids
+    and cameras are compared for equality only: integers, or NumPy labels of any kind.
     Gallery items with the query's pid and camera are removed before ranking; queries left
     without a correct match are skipped. AP is non-interpolated (mean precision at each hit);
     rank-k is the fraction of kept queries whose first hit is in the top k. Ties keep gallery
     order.
     """
-    dist = _as_tensor(distmat)
+    dist = _distances(distmat)
     device = dist.device
-    qp, gp, qc, gc = (_as_tensor(x, device).reshape(-1) for x in (query_pids, gallery_pids, query_cams, gallery_cams))
+    qp, gp = _label_codes(query_pids, gallery_pids, device)
+    qc, gc = _label_codes(query_cams, gallery_cams, device)
     if dist.ndim != 2:
         raise ValueError(f"distmat must be 2-D, got shape {tuple(dist.shape)}")
     nq, ng = dist.shape
@@ -82,12 +98,13 @@ def evaluate(
         first_rank = position.gather(1, good.byte().argmax(dim=1, keepdim=True))  # argmax: the first hit
         within += ((first_rank <= limits) & answers[:, None]).sum(dim=0)
 
-    if has_nan:
+    nan, ap_total, count, *within_k = torch.cat([has_nan.double()[None], ap_sum[None], answered.double()[None],
+                                                 within.double()]).tolist()  # the one copy back
+    if nan:
         raise ValueError("distmat contains NaN")
-    count = int(answered)
     if count == 0:
         raise ValueError("no query has a valid match in the gallery (after same-pid, same-camera removal)")
-    out = {"mAP": float(ap_sum) / count * 100.0}
-    for k, hits_within_k in zip(ks, within.tolist()):
+    out = {"mAP": ap_total / count * 100.0}
+    for k, hits_within_k in zip(ks, within_k):
         out[f"rank{k}"] = hits_within_k / count * 100.0
     return out

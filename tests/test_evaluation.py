@@ -83,6 +83,18 @@ def test_torch_input_matches_numpy():
     assert out_t == pytest.approx(out_np)
 
 
+def test_labels_of_any_numpy_kind_and_strided_distances():
+    """Pids and cameras are compared for equality only, so string cameras and small unsigned pids
+    score as integers do; a reversed or strided distance array is read as it reads."""
+    expected = evaluate(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS)
+    cams = np.array(["a", "b", "c"])
+    assert evaluate(DIST, Q_PIDS.astype(np.uint16), G_PIDS.astype(np.uint16), cams[Q_CAMS], cams[G_CAMS]) == expected
+    reversed_columns = np.ascontiguousarray(DIST[:, ::-1])[:, ::-1]  # DIST's values, negative column stride
+    assert evaluate(reversed_columns, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS) == expected
+    wide = np.repeat(DIST, 2, axis=1)[:, ::2]  # strided view
+    assert evaluate(wide, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS) == expected
+
+
 def _loop_reference(dist, qp, gp, qc, gc, ks):
     aps, firsts = [], []
     for i in range(dist.shape[0]):

@@ -31,10 +31,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 def free_memory(device: torch.device) -> int | None:
-    """Bytes free on `device` now: CUDA's own count, or the host's MemAvailable (Linux's estimate
-    of what can be allocated without swapping); None where the system does not say."""
+    """Bytes free on `device` now: on CUDA the device's free memory plus what PyTorch's caching
+    allocator holds without using (freed tensors it keeps for reuse, which it hands out first),
+    on the host MemAvailable (Linux's estimate of what can be allocated without swapping); None
+    where the system does not say."""
     if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+        held = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return torch.cuda.mem_get_info(device)[0] + held
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:

@@ -14,12 +14,13 @@ from torch import nn
 
 from iics.affinity import jaccard_similarity
 from iics.cluster import agglomerative
+from iics import evaluation
 from iics.evaluation import evaluate
 from iics.models.aibn import AIBN2d
 from iics.models.batchnorm import BatchNorm2d, split_batch_statistics
 from iics.pseudo_labels import inter_camera_labels, intra_camera_labels
 from iics.rerank import k_reciprocal
-from iics.runtime import compute_context
+from iics.runtime import compute_context, free_memory
 from iics.settings import ClusterCut, Reranking
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -165,9 +166,10 @@ def test_normalisation_layer(kind, parts, bf16):
         torch.testing.assert_close(got, reference, rtol=tolerance, atol=tolerance * scale, msg=name)
 
 
-def test_evaluation_ranking():
-    """mAP and CMC ranked on the device equal those ranked on the host, several chunks and ties
-    included (distances on a coarse grid, so many are equal and gallery order decides)."""
+def test_evaluation_ranking(monkeypatch):
+    """mAP and CMC ranked on the device equal those ranked on the host, over several chunks and with
+    ties (distances on a coarse grid, so many are equal and gallery order decides)."""
+    monkeypatch.setattr(evaluation, "MAX_CHUNK_ELEMENTS", 300 * 7)  # 9 chunks of 7 queries or fewer
     g = generator(6)
     dist = torch.randint(0, 20, (57, 300), generator=g).float() / 20
     labels = (torch.randint(0, 12, (57,), generator=g), torch.randint(0, 12, (300,), generator=g),
@@ -175,3 +177,11 @@ def test_evaluation_ranking():
     on_cpu = evaluate(dist, *labels, topk=(1, 3, 5, 10))
     on_gpu = evaluate(dist.to(CUDA), *(x.to(CUDA) for x in labels), topk=(1, 3, 5, 10))
     assert on_gpu == pytest.approx(on_cpu, rel=1e-12)
+
+
+def test_free_memory_counts_what_the_allocator_holds_unused():
+    """A freed tensor's memory stays reserved by PyTorch for reuse, which CUDA counts as used: the
+    re-ranking check before evaluation must count it as free."""
+    block = torch.empty(64 * 2**20, dtype=torch.uint8, device=CUDA)
+    del block
+    assert free_memory(CUDA) >= torch.cuda.mem_get_info(CUDA)[0] + 64 * 2**20

@@ -48,6 +48,8 @@ def random_flip_pad_crop(x: torch.Tensor, generator: torch.Generator, flip_p: fl
     (column k of the crop at offset `left` is the padded column w - 1 + 2 pad - left - k), so
     the result equals flipping, padding and cropping in turn without the flipped copy.
     """
+    if pad < 0:
+        raise ValueError(f"pad must be >= 0 pixels, got {pad}")
     n, c, h, w = x.shape
     flip = (torch.rand(n, generator=generator, device=generator.device) < flip_p).to(x.device)
     if pad > 0:

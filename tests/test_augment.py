@@ -50,6 +50,11 @@ def test_flip_pad_crop_matches_plain_per_image_reference(pad, flip_p):
     assert out.is_contiguous()
 
 
+def test_negative_pad_is_refused():
+    with pytest.raises(ValueError, match="pad must be >= 0"):
+        random_flip_pad_crop(torch.zeros(2, 3, 4, 4), generator(), 0.5, -1)
+
+
 def test_erasing_fills_one_rectangle_with_reference_constants():
     x = torch.zeros(64, 3, 32, 16)
     out = random_erasing(x, generator(1), p=1.0)

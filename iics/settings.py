@@ -33,8 +33,9 @@ def _yaml_float(number: float) -> str:
 
 
 def text_number_hint(value: object) -> str:
-    """For text that Python reads as a finite number ('1e-3', which PyYAML reads as text because
-    its exponent has no decimal point before it), how to write it as a number; else ''."""
+    """For text that Python reads as a finite number, how to write it as one; else ''. Either YAML
+    reads it as text when written bare ('1e-3': PyYAML wants a decimal point before an exponent)
+    or it was quoted ('5')."""
     if not isinstance(value, str):
         return ""
     try:
@@ -43,6 +44,10 @@ def text_number_hint(value: object) -> str:
         return ""
     if not math.isfinite(number):
         return ""
+    import yaml  # only on this error path
+
+    if not isinstance(yaml.safe_load(value), str):
+        return f"; write it without quotes ({value.strip()} unquoted is a number to YAML)"
     return f"; write it as {_yaml_float(number)} (YAML reads {value.strip()} as text, not as a number)"
 
 

@@ -41,6 +41,9 @@ def test_defaults_and_edge_values_are_accepted():
                                            r"0.0005 "),
     ({"lr": "1E-5"}, r"^lr must be a number > 0, got the text '1E-5'; write it as 1.0e-05 "),
     ({"lr": "nan"}, r"^lr must be a number > 0, got the text 'nan'$"),
+    # text YAML would read as a number had it not been quoted
+    ({"lr": "0.5"}, r"^lr must be a number > 0, got the text '0.5'; write it without quotes \(0.5 unquoted is a "
+                    r"number to YAML\)$"),
     ({"lr": True}, r"^lr must be > 0, got True$"),
 ])
 def test_optimizer_out_of_range(kwargs, message):

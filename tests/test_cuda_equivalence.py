@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
+from iics import evaluation
 from iics.affinity import jaccard_similarity
 from iics.cluster import agglomerative
-from iics import evaluation
 from iics.evaluation import evaluate
 from iics.models.aibn import AIBN2d
 from iics.models.batchnorm import BatchNorm2d, split_batch_statistics

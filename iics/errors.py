@@ -23,15 +23,23 @@ _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 
+def pickled_object(error: Exception) -> str | None:
+    """The class a weights-only `torch.load` refused to unpickle (a whole nn.Module saved with
+    torch.save(model), say), from its error; None for any other error."""
+    message = _ANSI_ESCAPE.sub("", str(error))
+    found = _UNSUPPORTED_GLOBAL.search(message) if "Weights only load failed" in message else None
+    return found.group(1) if found else None
+
+
 def one_line_reason(error: Exception, limit: int = 160) -> str:
     """An error from torch on one line, cut to `limit` characters: its messages run to paragraphs,
     and load_state_dict's first line ("Error(s) in loading state_dict for ResNet:") only
     announces the lines that say what is wrong. Terminal colour codes are dropped, and a
     weights-only load refused for a pickled object is said in a sentence naming the object."""
+    if (what := pickled_object(error)) is not None:  # our own sentence: not cut, its advice is at the end
+        return (f"it holds a pickled {what} object, not only tensors, and is not loaded as one: code in a pickle "
+                f"could run; save its state_dict() instead")
     message = _ANSI_ESCAPE.sub("", str(error))
-    if "Weights only load failed" in message and (found := _UNSUPPORTED_GLOBAL.search(message)):
-        return (f"it holds a pickled {found.group(1)} object, not only tensors, and is not loaded as one: code "
-                f"in a pickle could run; save its state_dict() instead")
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     if len(lines) > 1 and lines[0].endswith(":"):
         lines = lines[1:]

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from iics.checksum import file_digest
-from iics.errors import one_line_reason
+from iics.errors import one_line_reason, pickled_object
 
 _MAX_LISTED = 10
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.pth?$")
@@ -70,6 +70,8 @@ def _read_state_dict(path: str) -> Mapping[str, torch.Tensor]:
     except OSError as error:
         raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
     except Exception as error:  # noqa: BLE001 - bytes that are no weights file make the unpickler raise anything
+        if pickled_object(error) is not None:  # readable, but objects, not a state dict
+            raise ValueError(f"{path}: {one_line_reason(error)}") from None
         raise ValueError(f"{path}: not a readable PyTorch weights file, or a truncated one "
                          f"({type(error).__name__}: {one_line_reason(error)})") from None
     if isinstance(obj, Mapping):

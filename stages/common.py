@@ -69,6 +69,9 @@ def load_params() -> Params:
     if not isinstance(params, dict):
         raise SystemExit(f"{PARAMS.name}: expected a mapping of settings groups, got {type(params).__name__} "
                          f"({RECOMPOSE})")
+    empty = [key for key, value in params.items() if value is None]  # `dataset:` with nothing under it
+    if empty:
+        raise SystemExit(f"{PARAMS.name}: {empty[0]} has no value ({RECOMPOSE})")
     return Params(params)
 
 

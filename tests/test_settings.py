@@ -219,6 +219,8 @@ def test_reranking_settings_come_from_their_own_keys():
                   "python stages/configure.py)"),
     ("", "params.yaml: expected a mapping of settings groups, got NoneType (compose it from conf/ with "
          "python stages/configure.py)"),
+    ("device: auto\ndataset:\n", "params.yaml: dataset has no value (compose it from conf/ with python "
+                                  "stages/configure.py)"),  # was a TypeError where a stage read dataset.name
 ])
 def test_a_params_file_that_is_missing_or_no_yaml_mapping_is_one_line(tmp_path, monkeypatch, text, message):
     """Were a FileNotFoundError, a ScannerError and a TypeError traceback."""

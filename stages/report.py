@@ -45,6 +45,7 @@ def read_listed(round_id: str, name: str, listed_in: str, stage: str, keys: tupl
 def read_scores(round_id: str, listed_in: str) -> dict:
     """A round's eval.json: `evaluated` and, when true, mAP and the ranks."""
     values = read_listed(round_id, "eval", listed_in, "evaluate", ("evaluated",))
+    # the keys iics.evaluation.evaluate gives with its default ranks (not imported: it brings torch)
     keys = ("mAP", "rank1", "rank5", "rank10") if values["evaluated"] else ("reason",)
     return read_listed(round_id, "eval", listed_in, "evaluate", keys)
 

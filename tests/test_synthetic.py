@@ -197,3 +197,35 @@ def test_synthesize_stage_rejects_bad_params_in_one_line_and_writes_nothing(tmp_
     assert result.returncode != 0
     assert re.fullmatch(message, result.stderr.strip()), result.stderr
     assert not (tmp_path / "data" / "synthetic" / "raw" / "Synthetic-reID.zip").exists()
+
+
+def test_the_synthesize_stage_checks_exactly_the_library_limits():
+    """stages/synthesize.py checks the generator's limits itself, to name params.yaml keys: for every
+    setting, over values around each limit, the stage refuses exactly what the library refuses, so a
+    limit changed in one place and not the other fails here."""
+    import sys
+    from pathlib import Path
+
+    from iics.synthetic.dataset import _check_args
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stages"))
+    import synthesize
+
+    base = {"train_ids": 6, "test_ids": 5, "cameras": 3, "cameras_per_id": 2, "images_per_camera": 3,
+            "height": 32, "width": 16, "distractors": 4, "junk": 3, "seed": 1}
+    values = (-1, 0, 1, 2, 3, 7, 8, 9, 10, 15, 16, 17, 999, 1000, 1001, 9993, 9994, 9995, 9998, 9999)
+    for key in base:
+        for value in values:
+            p = {**base, key: value}
+            try:
+                synthesize.check_settings(p)
+                stage_accepts = True
+            except SystemExit:
+                stage_accepts = False
+            try:
+                _check_args(p["train_ids"], p["test_ids"], p["cameras"], p["images_per_camera"], p["cameras_per_id"],
+                            p["height"], p["width"], p["distractors"], p["junk"], queries_per_camera=1, seed=p["seed"])
+                library_accepts = True
+            except ValueError:
+                library_accepts = False
+            assert stage_accepts == library_accepts, (key, value, stage_accepts)

@@ -27,6 +27,16 @@ def read(round_id: str, name: str) -> dict:
     return values
 
 
+def require(values: dict, round_id: str, name: str, stage: str, keys: tuple[str, ...]) -> dict:
+    """`values` read from metrics/rounds/<round_id>/<name>.json, which its `stage` writes; one of
+    `keys` missing is a one-line exit."""
+    lacking = [key for key in keys if key not in values]
+    if lacking:
+        raise SystemExit(f"metrics/rounds/{round_id}/{name}.json: holds no {', '.join(lacking)} (keys "
+                         f"{sorted(values)}); rerun its {stage} stage")
+    return values
+
+
 def read_listed(round_id: str, name: str, listed_in: str, stage: str, keys: tuple[str, ...] = ()) -> dict:
     """`read`, for a file params.yaml's `listed_in` says exists (every stage writes its file, also
     when it has nothing to do: `{"enabled": false}`, `{"evaluated": false, ...}`): missing, or
@@ -35,31 +45,27 @@ def read_listed(round_id: str, name: str, listed_in: str, stage: str, keys: tupl
     if not values:
         raise SystemExit(f"metrics/rounds/{round_id}/{name}.json missing: params.yaml `{listed_in}` lists "
                          f"{round_id!r} (run its {stage} stage)")
-    lacking = [key for key in keys if key not in values]
-    if lacking:
-        raise SystemExit(f"metrics/rounds/{round_id}/{name}.json: holds no {', '.join(lacking)} (keys "
-                         f"{sorted(values)}); rerun its {stage} stage")
-    return values
+    return require(values, round_id, name, stage, keys)
 
 
-def read_scores(round_id: str, listed_in: str) -> dict:
-    """A round's eval.json: `evaluated` and, when true, mAP and the ranks."""
-    values = read_listed(round_id, "eval", listed_in, "evaluate", ("evaluated",))
+def checked_scores(values: dict, round_id: str) -> dict:
+    """A round's eval.json `values`, checked: `evaluated` and, when true, mAP and the ranks."""
+    require(values, round_id, "eval", "evaluate", ("evaluated",))
     # the keys iics.evaluation.evaluate gives with its default ranks (not imported: it brings torch)
     keys = ("mAP", "rank1", "rank5", "rank10") if values["evaluated"] else ("reason",)
-    return read_listed(round_id, "eval", listed_in, "evaluate", keys)
+    return require(values, round_id, "eval", "evaluate", keys)
 
 
 def main() -> None:
     params = load_params()
     rounds = list(params["rounds"])
-    clusters, quality, scores = [], [], []
+    clusters, quality, curve = [], [], []
     for round_id in rounds:
         t = params["rounds"][round_id]["t"]
         intra = read_listed(round_id, "intra", "rounds", "intra_cluster", ("clusters_per_camera",))
         inter = read_listed(round_id, "inter", "rounds", "inter_affinity", ("enabled",))
         if inter["enabled"]:
-            inter = read_listed(round_id, "inter", "rounds", "inter_affinity", ("num_clusters",))
+            require(inter, round_id, "inter", "inter_affinity", ("num_clusters",))
         row = {"round": t, "intra_total": sum(intra["clusters_per_camera"].values())}
         row.update({f"intra_{cam}": n for cam, n in intra["clusters_per_camera"].items()})
         if inter["enabled"]:
@@ -72,13 +78,14 @@ def main() -> None:
     # Only the evaluations params.yaml lists: metrics/rounds/ may still hold the eval.json of a
     # round an earlier schedule evaluated, which is no part of this run's curve.
     for round_id in params["evaluations"]:
-        values = read_scores(round_id, "evaluations")
+        values = checked_scores(read_listed(round_id, "eval", "evaluations", "evaluate"), round_id)
         if values["evaluated"]:
             t = -1 if round_id == "init" else round_number(params, round_id)
-            scores.append({"round": t, **{k: v for k, v in values.items() if k != "evaluated"}})
-    if not read(rounds[-1], "eval"):  # every file is read and checked before anything is written
+            curve.append({"round": t, **{k: v for k, v in values.items() if k != "evaluated"}})
+    final = read(rounds[-1], "eval")  # every file is read and checked before anything is written
+    if not final:
         raise SystemExit(f"metrics/rounds/{rounds[-1]}/eval.json missing: the last round must be evaluated")
-    final = read_scores(rounds[-1], "rounds")
+    checked_scores(final, rounds[-1])
     curves = METRICS / "curves"
     curves.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(clusters).to_csv(curves / "clusters.csv", index=False)
@@ -86,7 +93,7 @@ def main() -> None:
     for stage in ("intra", "inter"):
         part = quality_frame[quality_frame["stage"] == stage].drop(columns="stage") if len(quality_frame) else quality_frame
         part.to_csv(curves / f"{stage}_quality.csv", index=False)
-    pd.DataFrame(scores).to_csv(curves / "eval.csv", index=False)
+    pd.DataFrame(curve).to_csv(curves / "eval.csv", index=False)
     write_json(METRICS / "eval.json", final)
     if final["evaluated"]:
         print("final (last round) " + "  ".join(f"{k} {v:.2f}" for k, v in final.items() if k != "evaluated"))

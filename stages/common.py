@@ -33,6 +33,10 @@ atexit.register(_report_gpu_memory)
 
 
 RECOMPOSE = "compose it from conf/ with python stages/configure.py"
+# The top-level keys of params.yaml that hold a group of settings rather than one value (a test
+# holds this to the shipped params.yaml).
+GROUPS = ("dataset", "synthetic", "model", "features", "evaluate", "clustering", "intra", "inter", "augment",
+          "plots", "rounds")
 
 
 class Params(dict):
@@ -72,6 +76,10 @@ def load_params() -> Params:
     empty = [key for key, value in params.items() if value is None]  # `dataset:` with nothing under it
     if empty:
         raise SystemExit(f"{PARAMS.name}: {empty[0]} has no value ({RECOMPOSE})")
+    plain = [key for key in GROUPS if key in params and not isinstance(params[key], dict)]  # `dataset: 5`
+    if plain:
+        raise SystemExit(f"{PARAMS.name}: {plain[0]} must be a group of settings, got {params[plain[0]]!r} "
+                         f"({RECOMPOSE})")
     return Params(params)
 
 

@@ -221,6 +221,8 @@ def test_reranking_settings_come_from_their_own_keys():
          "python stages/configure.py)"),
     ("device: auto\ndataset:\n", "params.yaml: dataset has no value (compose it from conf/ with python "
                                   "stages/configure.py)"),  # was a TypeError where a stage read dataset.name
+    ("device: auto\ndataset: 5\n", "params.yaml: dataset must be a group of settings, got 5 (compose it from "
+                                    "conf/ with python stages/configure.py)"),  # was a TypeError too
 ])
 def test_a_params_file_that_is_missing_or_no_yaml_mapping_is_one_line(tmp_path, monkeypatch, text, message):
     """Were a FileNotFoundError, a ScannerError and a TypeError traceback."""
@@ -232,6 +234,13 @@ def test_a_params_file_that_is_missing_or_no_yaml_mapping_is_one_line(tmp_path, 
     with pytest.raises(SystemExit) as err:
         common.load_params()
     assert str(err.value) == message
+
+
+def test_the_groups_checked_on_loading_are_the_shipped_params_groups():
+    import common
+
+    shipped = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert set(common.GROUPS) == {key for key, value in shipped.items() if isinstance(value, dict)}
 
 
 def _loaded_params_without(tmp_path, monkeypatch, key: str) -> dict:

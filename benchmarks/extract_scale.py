@@ -39,7 +39,7 @@ import dataclasses, json, resource, sys, time
 from iics import datasets
 from iics.image_cache import build_image_cache
 raw, name, layout, md5, out, height, width = sys.argv[1:8]
-datasets.OFFICIAL[name] = dataclasses.replace(datasets.OFFICIAL[name], md5=md5 or None)
+datasets.OFFICIAL[name] = dataclasses.replace(datasets.OFFICIAL[name], md5s=(md5,) if md5 else ())
 start = time.perf_counter()
 source, index = datasets.index_dataset(raw, name, layout)
 checked = time.perf_counter()
@@ -115,12 +115,12 @@ def main() -> None:
         start = time.perf_counter()
         (write_market if args.scale == "market1501" else write_msmt17)(zip_path, jpeg_pool(np.random.default_rng(0)))
         generate_s = time.perf_counter() - start
-        md5 = file_digest(zip_path, "md5") if release.md5 else ""
+        md5 = file_digest(zip_path, "md5") if release.md5s else ""
         out = Path(tmp) / "images.npy"
         env = dict(os.environ, PYTHONPATH=str(REPO))
         result = subprocess.run(
             [sys.executable, "-c", MEASURE, str(raw), args.scale, release.layout, md5, str(out), str(args.height), str(args.width)],
-            env=env, capture_output=True, text=True, check=True,
+            env=env, stdout=subprocess.PIPE, text=True, check=True,  # its errors reach the terminal
         )
         measured = json.loads(result.stdout.strip().splitlines()[-1])
         record = {

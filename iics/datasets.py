@@ -46,7 +46,7 @@ class OfficialRelease:
     title: str
     layout: str
     zip_name: str
-    md5: str | None  # None where no checksum is published
+    md5s: tuple[str, ...]  # every published md5 of the zip (uploads differ); empty where none is published
     images: dict  # split -> image count after dropping junk
     train_ids: int
     cameras: int
@@ -54,15 +54,17 @@ class OfficialRelease:
 
 OFFICIAL = {
     "market1501": OfficialRelease(
-        "Market-1501", "market", "Market-1501-v15.09.15.zip", "65005ab7d12ec1c44de4eeafe813e68a",
+        "Market-1501", "market", "Market-1501-v15.09.15.zip", ("65005ab7d12ec1c44de4eeafe813e68a",),
         {"train": 12936, "query": 3368, "gallery": 15913}, train_ids=751, cameras=6,
     ),
     "dukemtmc": OfficialRelease(
-        "DukeMTMC-reID", "market", "DukeMTMC-reID.zip", "2f93496f9b516d1ee5ef51c1d5e7d601",
+        # the first upload, and the later one (Google Drive id 1jjE85dR..., vision.cs.duke.edu)
+        "DukeMTMC-reID", "market", "DukeMTMC-reID.zip",
+        ("2f93496f9b516d1ee5ef51c1d5e7d601", "62d8f3c7d6b2c5dc3d8ca6af7515847c"),
         {"train": 16522, "query": 2228, "gallery": 17661}, train_ids=702, cameras=8,
     ),
     "msmt17": OfficialRelease(
-        "MSMT17 V2", "msmt17", "MSMT17_V2.zip", None,
+        "MSMT17 V2", "msmt17", "MSMT17_V2.zip", (),
         {"train": 32621, "query": 11659, "gallery": 82161}, train_ids=1041, cameras=15,
     ),
 }
@@ -219,15 +221,16 @@ def index_dataset(
         _check_evaluable(index, zip_path)
         return zip_path, index
     zip_path = _official_zip(raw_dir, release)
-    if release.md5 is not None:
+    if release.md5s:
         try:
             found = file_digest(zip_path, "md5", progress=progress)
         except OSError as exc:  # a zip the user may not read, say
             raise DatasetError(f"{zip_path}: cannot read the file ({exc.strerror or exc})") from None
-        if found != release.md5:
+        if found not in release.md5s:
+            expected = " or ".join(release.md5s)
             raise DatasetError(
                 f"{zip_path}: md5 {found} does not match the official {release.title} zip "
-                f"(expected {release.md5}); the download is damaged or a different file"
+                f"(expected {expected}); the download is damaged or a different file"
             )
     index = _read_zip(layout, zip_path, subset)
     _check_names(index, zip_path)

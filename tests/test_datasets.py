@@ -28,7 +28,7 @@ def tiny_market_release(tmp_path, monkeypatch):
     raw.mkdir(parents=True)
     zip_path = make_zip(raw / "Market-1501-v15.09.15.zip", LAYOUT)
     release = dataclasses.replace(
-        datasets.OFFICIAL["market1501"], md5=md5_of(zip_path),
+        datasets.OFFICIAL["market1501"], md5s=(md5_of(zip_path),),
         images={"train": 2, "query": 1, "gallery": 2}, train_ids=2, cameras=4,
     )
     monkeypatch.setitem(datasets.OFFICIAL, "market1501", release)
@@ -37,8 +37,8 @@ def tiny_market_release(tmp_path, monkeypatch):
 
 def test_published_facts():
     market, duke, msmt = (datasets.OFFICIAL[n] for n in ("market1501", "dukemtmc", "msmt17"))
-    assert market.images == {"train": 12936, "query": 3368, "gallery": 15913} and market.md5 == "65005ab7d12ec1c44de4eeafe813e68a"
-    assert duke.images == {"train": 16522, "query": 2228, "gallery": 17661} and duke.md5 == "2f93496f9b516d1ee5ef51c1d5e7d601"
+    assert market.images == {"train": 12936, "query": 3368, "gallery": 15913} and market.md5s == ("65005ab7d12ec1c44de4eeafe813e68a",)
+    assert duke.images == {"train": 16522, "query": 2228, "gallery": 17661} and duke.md5s == ("2f93496f9b516d1ee5ef51c1d5e7d601", "62d8f3c7d6b2c5dc3d8ca6af7515847c")
     assert msmt.images == {"train": 32621, "query": 11659, "gallery": 82161} and msmt.layout == "msmt17"
 
 
@@ -78,8 +78,20 @@ def test_distractors_are_no_identity_and_do_not_touch_the_train_count(tiny_marke
 
 def test_wrong_md5_names_file_and_both_sums(tiny_market_release, monkeypatch):
     raw, release = tiny_market_release
-    monkeypatch.setitem(datasets.OFFICIAL, "market1501", dataclasses.replace(release, md5="0" * 32))
+    monkeypatch.setitem(datasets.OFFICIAL, "market1501", dataclasses.replace(release, md5s=("0" * 32,)))
     with pytest.raises(DatasetError, match=rf"Market-1501-v15.09.15.zip: md5 {md5_of(raw / release.zip_name)} .*expected 0{{32}}"):
+        index_dataset(raw, "market1501", "market")
+
+
+def test_every_published_md5_of_a_release_is_accepted(tiny_market_release, monkeypatch):
+    """DukeMTMC-reID.zip circulates as two uploads with different md5s (2f93496f... and 62d8f3c7...);
+    either one is the official release, and the counts are checked after it all the same."""
+    raw, release = tiny_market_release
+    found = md5_of(raw / release.zip_name)
+    monkeypatch.setitem(datasets.OFFICIAL, "market1501", dataclasses.replace(release, md5s=("0" * 32, found)))
+    index_dataset(raw, "market1501", "market")
+    monkeypatch.setitem(datasets.OFFICIAL, "market1501", dataclasses.replace(release, md5s=("0" * 32, "1" * 32)))
+    with pytest.raises(DatasetError, match=rf"md5 {found} .*expected 0{{32}} or 1{{32}}\)"):
         index_dataset(raw, "market1501", "market")
 
 
@@ -132,7 +144,7 @@ def test_truncated_official_zip_is_reported(tiny_market_release, monkeypatch):
     raw, release = tiny_market_release
     path = raw / release.zip_name
     path.write_bytes(path.read_bytes()[:300])
-    monkeypatch.setitem(datasets.OFFICIAL, "market1501", dataclasses.replace(release, md5=md5_of(path)))
+    monkeypatch.setitem(datasets.OFFICIAL, "market1501", dataclasses.replace(release, md5s=(md5_of(path),)))
     with pytest.raises(ValueError, match=r"Market-1501-v15.09.15.zip: not a readable zip"):
         index_dataset(raw, "market1501", "market")
 

@@ -72,9 +72,13 @@ def write_market(path: Path, pool: list[bytes]) -> None:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
         k = 0
         for folder, total, ids, first_pid in splits:
+            gallery = folder == "bounding_box_test"
             for n, identity in enumerate(spread(total, ids)):
-                pid = 0 if folder == "bounding_box_test" and n % 6 == 5 else first_pid + identity
-                zf.writestr(f"{top}{folder}/{pid:04d}_c{n % 6 + 1}s1_{n:06d}_01.jpg", pool[k % POOL])
+                pid = 0 if gallery and n % 7 == 6 else first_pid + identity
+                # An identity's images share n % 6, so the gallery's camera is shifted by one: every
+                # query has its matches in another camera, as evaluation (and `extract`) requires.
+                camera = (n + gallery) % 6 + 1
+                zf.writestr(f"{top}{folder}/{pid:04d}_c{camera}s1_{n:06d}_01.jpg", pool[k % POOL])
                 k += 1
         for n in range(3819):
             zf.writestr(f"{top}bounding_box_test/-1_c{n % 6 + 1}s2_{n:06d}_01.jpg", pool[n % POOL])
@@ -88,9 +92,10 @@ def write_msmt17(path: Path, pool: list[bytes]) -> None:
         k = 0
         for list_name, folder, total, ids, first_pid in lists:
             lines = []
+            shift = list_name == "list_gallery.txt"  # matches of a query in another camera, as in write_market
             for n, identity in enumerate(spread(total, ids)):
                 pid = first_pid + identity
-                name = f"{pid:04d}/{pid:04d}_{k:06d}_{n % 15 + 1:02d}_0303morning_{n % 10000:04d}_0.jpg"
+                name = f"{pid:04d}/{pid:04d}_{k:06d}_{(n + shift) % 15 + 1:02d}_0303morning_{n % 10000:04d}_0.jpg"
                 zf.writestr(f"{top}{folder}/{name}", pool[k % POOL])
                 lines.append(f"{name} {pid}")
                 k += 1

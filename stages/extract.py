@@ -11,7 +11,7 @@ from common import METRICS, dataset_dir, load_params, prepared_dir, show_progres
 
 from iics.datasets import check_dataset_settings, index_dataset, summarize
 from iics.image_cache import build_image_cache, check_image_size
-from iics.index import has_evaluation_split, has_train_identities, write_index
+from iics.index import has_evaluation_split, has_train_identities, matched_queries, write_index
 
 
 def main() -> None:
@@ -41,6 +41,8 @@ def main() -> None:
         "evaluation": has_evaluation_split(index),
         "train_identities": has_train_identities(index),
     }
+    if summary["evaluation"]:  # mAP and CMC are means over these queries alone
+        summary["scored_queries"] = int(matched_queries(index).sum())
     write_json(METRICS / "dataset.json", summary)
     print(f"{dataset['name']} from {source.name}:")
     for split, counts in summary["splits"].items():
@@ -54,7 +56,12 @@ def main() -> None:
         spread = f"{fewest} each" if fewest == most else (
             f"fewest {fewest} (camera {per_camera.idxmin()}), most {most} (camera {per_camera.idxmax()})")
         print(f"  train images per camera: {spread}")
-    if not summary["evaluation"]:
+    if summary["evaluation"]:
+        queries, scored = summary["splits"]["query"]["images"], summary["scored_queries"]
+        left_out = "" if scored == queries else (
+            f" ({queries - scored} have no gallery image of their pid from another camera and are left out of mAP and CMC)")
+        print(f"  queries scored: {scored} of {queries}{left_out}")
+    else:
         print("  no query/gallery with identities: the evaluate stages will record that nothing was evaluated")
 
 

@@ -70,8 +70,9 @@ def test_summary_counts_market_distractors_apart(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "metrics" / "dataset.json").read_text())
     assert summary["splits"]["gallery"] == {"images": 2, "ids": 1, "cameras": 2, "distractors": 1}
-    assert summary["evaluation"] is True
+    assert summary["evaluation"] is True and summary["scored_queries"] == 1
     assert "(1 distractor images, not an identity)" in result.stdout
+    assert "queries scored: 1 of 1\n" in result.stdout
     assert "train images per camera: 1 each" in result.stdout
 
 
@@ -82,6 +83,18 @@ def test_summary_names_the_smallest_training_camera(tmp_path):
     result = run_extract(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "train images per camera: fewest 1 (camera 2), most 2 (camera 1)" in result.stdout
+
+
+def test_summary_counts_the_queries_evaluation_can_score(tmp_path):
+    """A query whose pid the gallery holds only in the query's own camera is skipped by every
+    evaluation: extract says how many are left, so a mean over fewer queries is not a surprise."""
+    raw = scratch_project(tmp_path, "tiny")
+    make_zip(raw / "tiny.zip", {**LAYOUT, "Market-1501-v15.09.15/query/0005_c2s1_000001_01.jpg": jpeg_bytes()})
+    result = run_extract(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "metrics" / "dataset.json").read_text())["scored_queries"] == 1
+    assert ("queries scored: 1 of 2 (1 have no gallery image of their pid from another camera and are left out of "
+            "mAP and CMC)") in result.stdout
 
 
 def test_cuhk03np_subset_from_params(tmp_path):

@@ -2,13 +2,13 @@
 
     python -m iics.embedding runs/r04/model.pt path/to/crops --out crops.npz
 
-reads every ``.jpg``, ``.jpeg`` and ``.png`` in a folder (sub-folders and symlinks included) or a
-zip, and writes ``names`` (their '/'-separated paths, sorted) and ``features`` (float32, one
-L2-normalised row per crop) to an ``.npz``. The crops go through exactly what the pipeline's
-own evaluation does: decoded and resized (bicubic) to the size the model was trained at, which
-the checkpoint records, then the flip-averaged features. Cosine distance, ``1 - a @ b.T``, is
-then what `evaluate` ranks by. The crops are decoded a batch at a time, so memory does not
-grow with their number.
+reads every ``.jpg``, ``.jpeg`` and ``.png`` in a folder (sub-folders and symlinks included; hidden
+files and folders skipped) or a zip, and writes ``names`` (their '/'-separated paths, sorted) and
+``features`` (float32, one L2-normalised row per crop) to an ``.npz``. The crops go through exactly
+what the pipeline's own evaluation does: decoded and resized (bicubic) to the size the model was
+trained at, which the checkpoint records, then the flip-averaged features. Cosine distance,
+``1 - a @ b.T``, is then what `evaluate` ranks by. The crops are decoded a batch at a time, so memory
+does not grow with their number.
 """
 from __future__ import annotations
 
@@ -58,6 +58,13 @@ def embed_crops(
             features.append(extract_features(model, pixels, device, batch_size, progress=False, bf16=bf16))
             bar.update(len(chunk))
     return l2_normalize(torch.cat(features))
+
+
+def crop_names(source: ImageSource) -> list[str]:
+    """The crops the command embeds: :meth:`ImageSource.image_names` (hidden files and macOS
+    resource forks left out) less the files in a hidden folder ('.Trash-1000/', '.thumbnails/'),
+    which a listing leaves out as it does hidden files."""
+    return [name for name in source.image_names() if not any(part.startswith(".") for part in name.split("/")[:-1])]
 
 
 def _write_npz(path: str, names: list[str], features: np.ndarray) -> None:
@@ -113,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if os.path.isdir(args.out):
             raise ValueError(f"{args.out}: is a folder; expected the path of a .npz file to write")
         with ImageSource(args.images) as source:
-            names = source.image_names()
+            names = crop_names(source)
         if not names:
             raise ValueError(f"{args.images}: no {', '.join(IMAGE_EXTENSIONS)} files found")
         features = embed_crops(model, args.images, names, input_size, device, args.batch_size, bf16,

@@ -81,6 +81,27 @@ def test_command_line_writes_names_and_unit_features(model, crops, checkpoint, t
     assert [p.name for p in out.parent.iterdir()] == ["crops.npz"]  # no temporary file left
 
 
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_crops_in_hidden_folders_are_skipped(crops, checkpoint, tmp_path, capsys, as_zip):
+    """README "Using the trained model": hidden files are skipped, and so are the crops inside a
+    hidden folder (a USB stick's .Trash-1000/, a viewer's .thumbnails/), which `ls` leaves out too."""
+    for name in (".Trash-1000/files/p0.jpg", "cam2/.thumbnails/p3.png", ".p9.jpg"):
+        (crops / name).parent.mkdir(parents=True, exist_ok=True)
+        (crops / name).write_bytes((crops / "p0.jpg").read_bytes())
+    source = crops
+    if as_zip:
+        source = tmp_path / "crops.zip"
+        with zipfile.ZipFile(source, "w") as archive:
+            for path in sorted(crops.rglob("*")):
+                if path.is_file():
+                    archive.write(path, path.relative_to(crops).as_posix())
+    out = tmp_path / "crops.npz"
+    main([str(checkpoint), str(source), "--out", str(out), "--device", "cpu"])
+    assert "7 crops" in capsys.readouterr().out
+    with np.load(out) as saved:
+        assert list(saved["names"]) == ["cam2/p3.png", "p0.jpg", "p1.png", "p2.jpg", "p4.jpg", "p5.png", "p6.jpg"]
+
+
 def test_an_untrained_checkpoint_needs_the_size_given(model, crops, tmp_path):
     untrained = tmp_path / "init.pt"
     save_backbone(model, "resnet18", untrained)

@@ -60,13 +60,6 @@ def embed_crops(
     return l2_normalize(torch.cat(features))
 
 
-def crop_names(source: ImageSource) -> list[str]:
-    """The crops the command embeds: :meth:`ImageSource.image_names` (hidden files and macOS
-    resource forks left out) less the files in a hidden folder ('.Trash-1000/', '.thumbnails/'),
-    which a listing leaves out as it does hidden files."""
-    return [name for name in source.image_names() if not any(part.startswith(".") for part in name.split("/")[:-1])]
-
-
 def _write_npz(path: str, names: list[str], features: np.ndarray) -> None:
     """``names`` and ``features`` to ``path`` through a temporary file renamed into place."""
     tmp = f"{path}.{os.getpid()}.tmp"
@@ -120,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if os.path.isdir(args.out):
             raise ValueError(f"{args.out}: is a folder; expected the path of a .npz file to write")
         with ImageSource(args.images) as source:
-            names = crop_names(source)
+            names = source.image_names()
         if not names:
             raise ValueError(f"{args.images}: no {', '.join(IMAGE_EXTENSIONS)} files found")
         features = embed_crops(model, args.images, names, input_size, device, args.batch_size, bf16,

@@ -73,8 +73,10 @@ class ImageSource:
 
     def image_names(self) -> list[str]:
         """The names of :meth:`names` that end in an image extension (any case), sorted, hidden
-        files and macOS resource forks left out."""
-        return [name for name in self.names() if name.lower().endswith(IMAGE_EXTENSIONS) and not is_hidden(name)]
+        files, files in hidden folders ('.Trash-1000/', '.thumbnails/') and macOS resource forks
+        left out: the crops a listing of the folder shows."""
+        return [name for name in self.names() if name.lower().endswith(IMAGE_EXTENSIONS) and not is_hidden(name)
+                and not any(part.startswith(".") for part in name.split("/")[:-1])]
 
     def read(self, name: str) -> bytes:
         """The bytes of one file; SourceError naming the source when it is absent."""

@@ -3,7 +3,10 @@
     python benchmarks/gpu_all.py OUT_DIR                                        # every step, in order
     python benchmarks/gpu_all.py OUT_DIR --steps round_market1501 clustering_msmt17
 
-Each step runs as its own process. Its JSON lines go to OUT_DIR/results.jsonl with the step's
+Each step runs as its own process. The `graph_` steps run in a copy of the tree with
+`benchmarks/cuda_graph.patch` applied (made once, under the system's temporary folder), so one
+call measures the tree and the patch without touching the checkout; their JSON lines name the
+commit as `<commit>-dirty-<hex>`. Its JSON lines go to OUT_DIR/results.jsonl with the step's
 name added, and everything else it prints (the table, the log, a traceback) to OUT_DIR/log.txt,
 so a machine that hands back only a few files still hands back everything. A failing step is
 reported and the next one runs; the exit status is the number of failed steps.
@@ -16,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,7 +41,22 @@ STEPS = {
     "evaluation_msmt17": [PYTHON, "benchmarks/evaluation_speed.py", "--scale", "msmt17"],
     "round_msmt17": [PYTHON, "benchmarks/round_speed.py", "--scale", "msmt17"],
     "clustering_msmt17": [PYTHON, "benchmarks/clustering_speed.py", "--scale", "msmt17"],
+    "graph_cuda_tests": [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda_equivalence.py"],
+    "graph_round_market1501": [PYTHON, "benchmarks/round_speed.py", "--scale", "market1501"],
 }
+GRAPH_PATCH = REPO / "benchmarks" / "cuda_graph.patch"
+# What the patched copy leaves out: outputs of runs and environments, never code.
+NOT_COPIED = {".venv", "runs", "dvc_plots", "prepared", "__pycache__", ".pytest_cache"}
+
+
+def patched_tree(dest: Path) -> Path:
+    """A copy of the repository at `dest` (made afresh) with GRAPH_PATCH applied by `git apply`;
+    a CalledProcessError when the patch does not apply."""
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(REPO, dest, symlinks=True,
+                    ignore=lambda folder, names: [n for n in names if n in NOT_COPIED or (n == "cache" and folder.endswith(".dvc"))])
+    subprocess.run(["git", "apply", str(GRAPH_PATCH)], cwd=dest, check=True, capture_output=True, text=True)
+    return dest
 
 
 def tag_json_lines(text: str, step: str) -> tuple[list[str], list[str]]:
@@ -55,15 +74,15 @@ def tag_json_lines(text: str, step: str) -> tuple[list[str], list[str]]:
     return rows, other
 
 
-def run_step(step: str, command: list[str], out_dir: Path) -> int:
-    """Run one step from the repository root; append its JSON lines to results.jsonl and the rest
-    of its output to log.txt. Returns its exit status."""
+def run_step(step: str, command: list[str], out_dir: Path, cwd: Path = REPO) -> int:
+    """Run one step from `cwd` (the repository root); append its JSON lines to results.jsonl and
+    the rest of its output to log.txt. Returns its exit status."""
     with open(out_dir / "log.txt", "a") as log:
         log.write(f"== {step}: {' '.join(command)}\n")
         log.flush()
         start = time.perf_counter()
         env = {**os.environ, "IICS_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}  # no progress bars in the log
-        done = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+        done = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
         rows, other = tag_json_lines(done.stdout, step)
         log.writelines(line + "\n" for line in other)
         log.write(f"== {step}: exit {done.returncode} after {time.perf_counter() - start:.0f} s\n")
@@ -84,8 +103,21 @@ def main() -> None:
     with open(args.out_dir / "log.txt", "a") as log:
         log.write(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {git_commit(REPO)}, {gpu}\n")
     failed = 0
+    patched = None
     for step in args.steps:
-        status = run_step(step, STEPS[step], args.out_dir)
+        cwd = REPO
+        if step.startswith("graph_"):
+            if patched is None:
+                try:
+                    patched = patched_tree(Path(tempfile.gettempdir()) / "iics-cuda-graph")
+                except subprocess.CalledProcessError as error:
+                    with open(args.out_dir / "log.txt", "a") as log:
+                        log.write(f"== {step}: {GRAPH_PATCH.name} does not apply: {error.stderr}\n")
+                    print(f"{step}: {GRAPH_PATCH.name} does not apply", flush=True)
+                    failed += 1
+                    continue
+            cwd = patched
+        status = run_step(step, STEPS[step], args.out_dir, cwd)
         print(f"{step}: exit {status}", flush=True)
         failed += status != 0
     sys.exit(failed)

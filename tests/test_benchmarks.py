@@ -247,6 +247,22 @@ def test_op_count_splits_a_step_by_part():
     assert inter["ops per inter-camera step"] == sum(n for key, n in inter.items() if key.startswith("ops: "))
 
 
+def test_gpu_all_measures_the_cuda_graph_patch_in_a_patched_copy(tmp_path):
+    """The graph_ steps run in a copy of the tree with the patch applied: the copy holds the patched
+    code and the recorded commit says so, while the checkout stays as it was."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    before = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
+    copy = gpu_all.patched_tree(tmp_path / "patched")
+    assert not (copy / "runs").exists() and not (copy / ".venv").exists() and not (copy / ".dvc" / "cache").exists()
+    assert "cuda_graphed" in (copy / "iics" / "training.py").read_text()
+    assert "cuda_graphed" not in (REPO / "iics" / "training.py").read_text()
+    commit = gpu_all.git_commit(copy)
+    assert commit is not None and "-dirty-" in commit, commit
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout == before
+    assert {"graph_cuda_tests", "graph_round_market1501"} <= set(gpu_all.STEPS)
+
+
 def test_cuda_graph_patch_still_applies():
     """benchmarks/cuda_graph.patch (training steps replayed from CUDA graphs, kept off main until
     it has run on a GPU: BENCHMARKS.md says why) applies to this tree. A change to a file it

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from iics.augment import eval_transform
+from iics.augment import eval_transform, train_transform
 from iics.losses import batch_hard_triplet
 from iics.models import ClassifierHead
 from iics.models.aibn import AIBN2d
@@ -201,3 +201,80 @@ def test_optimizer_groups_scale_the_backbone_lr_and_leave_out_the_frozen_head_bi
     assert ids(head_group["params"]) == ids(p for h in heads for p in (h.bn.weight, h.classifier.weight))
     grouped = ids(p for g in sgd.param_groups for p in g["params"])
     assert not grouped & ids(h.bn.bias for h in heads)  # frozen at 0: in no group, so weight decay never moves it
+
+
+def _step_data(seed=0):
+    """16 images of 2 cameras x 2 pseudo-identities x 4, far apart in brightness."""
+    rng = np.random.default_rng(seed)
+    camera, labels = np.repeat(np.arange(2), 8), np.tile(np.repeat([0, 1], 4), 2)
+    brightness = np.array([40, 110, 160, 230])[2 * camera + labels]
+    images = np.clip(brightness[:, None, None, None] + rng.integers(-25, 26, size=(16, 8, 4, 3)), 0, 255)
+    return images.astype(np.uint8), camera, labels
+
+
+def _loud_heads(*shapes):
+    """Classifier heads with unit-scale weights: at their N(0, 0.001^2) start every logit is ~0 and
+    the cross-entropy is log(classes) whatever the inputs and targets."""
+    torch.manual_seed(5)
+    heads = [ClassifierHead(4, k) for k in shapes]
+    for head in heads:
+        torch.nn.init.normal_(head.classifier.weight, std=1.0)
+    return heads
+
+
+def _assert_one_sgd_step(trained, start, loss, optimizer):
+    """`trained` holds the weights one SGD step of `loss` (made from the modules of `start`) gives."""
+    sgd = optimizer.build(start[0], start[1:])
+    sgd.zero_grad()
+    loss.backward()
+    sgd.step()
+    for got, expected in zip(trained, start):
+        for (key, a), b in zip(got.named_parameters(), expected.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=key)
+
+
+AUGMENT = Augment(pad=1, flip_p=0.5, erasing_p=0.5)
+
+
+def test_intra_epoch_loss_is_the_sum_of_the_camera_cross_entropies_of_the_drawn_batch():
+    """One iteration (each camera's 8 images): the epoch's loss is the sum over cameras of the
+    cross-entropy of that camera's head on its own augmented images and pseudo-labels, and the
+    weights are one SGD step of it."""
+    images, camera, labels = _step_data()
+    backbone, heads, optimizer = TinyBackbone(), _loud_heads(2, 2), Optimizer(lr=0.05, backbone_lr_scale=1.0)
+    start = copy.deepcopy([backbone, *heads])
+    (epoch,) = train_intra_camera(backbone, heads, images, camera, labels, training=IntraTraining(epochs=1, batch_per_camera=8),
+                                  optimizer=optimizer, augment=AUGMENT, device=CPU, seed=3, progress=False)
+    (batch,) = per_camera_batches(camera, 8, np.random.default_rng(3))
+    x = train_transform(torch.from_numpy(images[np.concatenate(batch)]), torch.Generator().manual_seed(3),
+                        AUGMENT.pad, AUGMENT.flip_p, AUGMENT.erasing_p)
+    reference, reference_heads = start[0].train(), [h.train() for h in start[1:]]
+    loss = sum(nn.functional.cross_entropy(head(reference(part)), torch.from_numpy(labels[idx]))
+               for head, part, idx in zip(reference_heads, x.chunk(2), batch))
+    assert epoch.steps == 1
+    assert epoch.loss == pytest.approx(loss.item(), rel=1e-5)
+    _assert_one_sgd_step([backbone, *heads], start, loss, optimizer)
+
+
+def test_inter_epoch_loss_is_cross_entropy_plus_batch_hard_triplet_of_the_drawn_batch():
+    """One PK batch (4 identities x 4): the epoch's loss is the cross-entropy of the head plus the
+    batch-hard triplet loss with the configured margin, on the augmented batch, and the weights are
+    one SGD step of it. The margin is large, so every anchor's triplet term is active."""
+    images, camera, labels = _step_data()
+    labels = labels + 2 * camera
+    backbone, (head,), optimizer = TinyBackbone(), _loud_heads(4), Optimizer(lr=0.05, backbone_lr_scale=1.0)
+    start = copy.deepcopy([backbone, head])
+    training = InterTraining(epochs=1, ids_per_batch=4, images_per_id=4, margin=2.5)
+    (epoch,) = train_inter_camera(backbone, head, images, labels, training=training, optimizer=optimizer,
+                                  augment=AUGMENT, device=CPU, seed=3, progress=False)
+    (batch,) = pk_batches(labels, 4, 4, np.random.default_rng(3))
+    x = train_transform(torch.from_numpy(images[batch]), torch.Generator().manual_seed(3),
+                        AUGMENT.pad, AUGMENT.flip_p, AUGMENT.erasing_p)
+    features = start[0].train()(x)
+    y = torch.from_numpy(labels[batch])
+    cross_entropy = nn.functional.cross_entropy(start[1].train()(features), y)
+    triplet = batch_hard_triplet(features, y, 2.5)
+    assert triplet.item() > 0.5 and cross_entropy.item() > 0.1  # both terms weigh in the sum
+    assert epoch.steps == 1
+    assert epoch.loss == pytest.approx((cross_entropy + triplet).item(), rel=1e-5)
+    _assert_one_sgd_step([backbone, head], start, cross_entropy + triplet, optimizer)

@@ -93,3 +93,57 @@ def test_erasing_comes_after_normalisation():
     assert changed.any(dim=(1, 2)).float().mean() > 0.9
     fill = torch.tensor(ERASE_FILL).view(3, 1)
     assert torch.equal(out.permute(1, 0, 2, 3)[:, changed], fill.expand(3, int(changed.sum())))
+
+
+def _plain_erasing(x, draws, p, area=(0.02, 0.4), min_aspect=0.3, attempts=10):
+    """Random erasing written out image by image, from the same draws in the same order: areas and
+    aspects for every attempt, then whether to erase, then the rectangle's top and left."""
+    n, _, h, w = x.shape
+    areas = area[0] + (area[1] - area[0]) * torch.rand(n, attempts, generator=draws)
+    aspects = min_aspect + (1 / min_aspect - min_aspect) * torch.rand(n, attempts, generator=draws)
+    apply, tops, lefts = (torch.rand(n, generator=draws) for _ in range(3))
+    out = x.clone()
+    for i in range(n):
+        for a in range(attempts):
+            eh = int(torch.sqrt(areas[i, a] * (h * w) * aspects[i, a]).round())
+            ew = int(torch.sqrt(areas[i, a] * (h * w) / aspects[i, a]).round())
+            if 0 < eh < h and 0 < ew < w:
+                break
+        else:
+            continue  # no attempt fits: the image is kept
+        if apply[i] < p:
+            top, left = int(tops[i] * (h - eh + 1)), int(lefts[i] * (w - ew + 1))
+            out[i, :, top:top + eh, left:left + ew] = torch.tensor(ERASE_FILL).view(3, 1, 1)
+    return out
+
+
+@pytest.mark.parametrize("p", [0.5, 1.0])
+def test_erasing_matches_plain_per_image_reference(p):
+    """Rectangle size (area fraction and aspect ratio), position and the retry rule against the
+    reference's procedure written out; a rectangle of the wrong shape, always in the corner, or
+    from the wrong attempt would pass the shape-only check above."""
+    x = torch.randn(200, 3, 32, 16, generator=generator(8))
+    out = random_erasing(x, generator(9), p=p)
+    expected = _plain_erasing(x, generator(9), p)
+    assert torch.equal(out, expected)
+    erased = (expected != x).any(dim=1)
+    assert 0.3 * p < erased.any(dim=(1, 2)).float().mean() <= p  # the case sees both kinds of image
+    heights = erased.any(dim=2).sum(dim=1)[erased.any(dim=(1, 2))]
+    widths = erased.any(dim=1).sum(dim=1)[erased.any(dim=(1, 2))]
+    assert (heights > widths).any() and (heights < widths).any()  # tall and wide rectangles both
+
+
+def test_train_transform_is_flip_pad_crop_then_normalise_then_erase():
+    """The composition with one generator: the padding is black pixels (normalised to
+    -mean / std), the erasing fill appears as it is; with pad 0 or erasing off a wrong order or a
+    dropped setting would pass the tests above."""
+    images = torch.randint(0, 256, (40, 16, 8, 3), dtype=torch.uint8, generator=generator(6))
+    out = train_transform(images, generator(7), pad=3, flip_p=0.5, erasing_p=0.5)
+    draws = generator(7)
+    x = random_flip_pad_crop(images.permute(0, 3, 1, 2), draws, 0.5, 3)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    x = (x.float() / 255 - mean) / std
+    torch.testing.assert_close(out, _plain_erasing(x, draws, 0.5), rtol=0, atol=1e-6)
+    black = (-mean / std).view(3)
+    border = (out.permute(0, 2, 3, 1) == black).all(dim=-1)  # (N, H, W): padded pixels
+    assert border.any(dim=(1, 2)).float().mean() > 0.5  # most images were shifted into the padding

@@ -278,3 +278,33 @@ def test_inter_epoch_loss_is_cross_entropy_plus_batch_hard_triplet_of_the_drawn_
     assert epoch.steps == 1
     assert epoch.loss == pytest.approx((cross_entropy + triplet).item(), rel=1e-5)
     _assert_one_sgd_step([backbone, head], start, cross_entropy + triplet, optimizer)
+
+
+def test_per_camera_batches_draw_each_camera_s_images_at_random():
+    """Each camera's images are shuffled before they are cut into batches: over seeds, every image
+    of a camera turns up in the first iteration (unshuffled, only its first 4 would), and the draws
+    of different cameras are independent."""
+    camids = np.array([0] * 20 + [1] * 8)
+    firsts = [per_camera_batches(camids, 4, np.random.default_rng(seed))[0] for seed in range(40)]
+    assert set(np.concatenate([first[0] for first in firsts]).tolist()) == set(range(20))
+    assert set(np.concatenate([first[1] for first in firsts]).tolist()) == set(range(20, 28))
+    assert len({tuple(first[0]) for first in firsts}) > 30  # orders too, not only which images
+
+
+def test_pk_batches_choose_identities_and_images_at_random():
+    """A batch takes ``ids_per_batch`` identities chosen at random among those with a group left,
+    each identity's images are shuffled before they are cut into groups, and an identity with fewer
+    than ``images_per_id`` images is drawn with replacement (not repeated in turn)."""
+    labels = np.repeat(np.arange(8), 8)
+    labels[-6:] = 8  # identity 7 keeps 2 images (56, 57); identity 8 has 6
+    first_ids, first_group_of_0, small_counts = set(), set(), set()
+    for seed in range(40):
+        batches = pk_batches(labels, 2, 4, np.random.default_rng(seed))
+        first_ids |= set(labels[batches[0]].tolist())
+        with_0 = next(batch for batch in batches if 0 in labels[batch])
+        first_group_of_0 |= set(with_0[labels[with_0] == 0].tolist())
+        small = next(batch for batch in batches if 7 in labels[batch])
+        small_counts.add(int((small == 56).sum()))
+    assert first_ids == set(range(9))  # in order, only identities 0 and 1 would start an epoch
+    assert first_group_of_0 == set(range(8))  # unshuffled, identity 0's first group is always 0..3
+    assert len(small_counts) > 2  # its 2 images drawn 4 times with replacement: not always twice each

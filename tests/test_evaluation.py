@@ -81,6 +81,12 @@ def test_torch_input_matches_numpy():
         torch.tensor(G_CAMS),
     )
     assert out_t == pytest.approx(out_np)
+    # Unsorted labels in every role and several chunks: DIST's query pids and cameras are in order.
+    rng = np.random.default_rng(1)
+    dist, qp, gp = rng.random((23, 40)), rng.integers(0, 6, 23), rng.integers(0, 6, 40)
+    qc, gc = rng.integers(0, 3, 23), rng.integers(0, 3, 40)
+    tensors = [torch.from_numpy(a) for a in (dist, qp, gp, qc, gc)]
+    assert evaluate(*tensors) == pytest.approx(_loop_reference(dist, qp, gp, qc, gc, (1, 5, 10)))
 
 
 def test_labels_of_any_numpy_kind_and_strided_distances():
@@ -141,9 +147,12 @@ def test_errors():
         evaluate(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, topk=(0,))
 
 
-def test_nan_anywhere_is_an_error_also_in_a_later_chunk(monkeypatch):
+@pytest.mark.parametrize("row", [0, 1, 2])
+def test_nan_anywhere_is_an_error_also_in_a_later_chunk(monkeypatch, row):
+    """In the first, a middle or the last chunk: a flag that kept only the last chunk's (or the
+    first chunk's) finding would pass a NaN in the last row alone."""
     monkeypatch.setattr(evaluation, "MAX_CHUNK_ELEMENTS", 4)  # one query row per chunk
     dist = np.random.default_rng(0).random((3, 4))
-    dist[2, 1] = np.nan
+    dist[row, 1] = np.nan
     with pytest.raises(ValueError, match="distmat contains NaN"):
         evaluate(dist, np.array([1, 2, 3]), np.array([1, 2, 3, 4]), np.ones(3), np.full(4, 2))

@@ -94,6 +94,7 @@ def test_quantile_threshold_hand_made():
     )
     assert quantile_threshold(d, 0.0) == pytest.approx(0.1)  # round(0) = 0
     assert quantile_threshold(d, 0.3) == pytest.approx(0.2)  # round(1.2) = 1
+    assert quantile_threshold(d, 0.4) == pytest.approx(0.3)  # round(1.6) = 2 (floor would give 1)
     assert quantile_threshold(d, 0.5) == pytest.approx(0.3)  # round(2.0) = 2
     assert quantile_threshold(d, 0.625) == pytest.approx(0.3)  # round(2.5) = 2 (half to even)
     assert quantile_threshold(d, 1.0) == pytest.approx(0.4)  # round(4) = 4, clamped to 3

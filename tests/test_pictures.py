@@ -137,3 +137,28 @@ def test_tsne_and_curves_pictures_are_written(tmp_path):
         with Image.open(tmp_path / f"{name}.png") as image:
             assert image.format == "PNG" and image.width > 100
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_rank_gallery_keeps_gallery_order_among_many_ties():
+    """Quantised distances (few distinct values, long runs of ties) over a gallery large enough that
+    an unstable sort reorders ties; the hand-worked case above has one tie among 4 items, which
+    NumPy's default sort happens to keep in order too."""
+    rng = np.random.default_rng(2)
+    qp, qc = rng.integers(0, 5, 12), rng.integers(0, 3, 12)
+    gp, gc = rng.integers(0, 5, 300), rng.integers(0, 3, 300)
+    distances = rng.integers(0, 4, (12, 300)) / 4
+    queries = np.arange(12)
+    ranking = rank_gallery(distances, queries, qp, qc, gp, gc, top_k=50)
+    for q in queries:
+        kept = [j for j in sorted(range(300), key=lambda j: distances[q, j]) if not (gp[j] == qp[q] and gc[j] == qc[q])]
+        assert ranking.gallery[q].tolist() == kept[:50]
+    assert ranking.correct.tolist() == (gp[ranking.gallery] == qp[:, None]).tolist()
+
+
+def test_choose_queries_draws_at_random():
+    """`count` of the candidates drawn at random, not the first `count` of them."""
+    qp, qc = np.arange(40) % 10, np.zeros(40, dtype=int)
+    gp, gc = np.arange(10), np.ones(10, dtype=int)  # every query has a match in another camera
+    draws = {tuple(choose_queries(qp, qc, gp, gc, count=5, seed=seed)) for seed in range(20)}
+    assert len(draws) > 15
+    assert set(np.concatenate([list(d) for d in draws]).tolist()) == set(range(40))

@@ -36,8 +36,11 @@ def free_memory(device: torch.device) -> int | None:
     on the host MemAvailable (Linux's estimate of what can be allocated without swapping); None
     where the system does not say."""
     if device.type == "cuda":
-        held = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-        return torch.cuda.mem_get_info(device)[0] + held
+        # By index: torch before 2.5 refuses torch.device("cuda") (no index, what `auto` gives) in
+        # mem_get_info with a ValueError.
+        index = torch.cuda.current_device() if device.index is None else device.index
+        held = torch.cuda.memory_reserved(index) - torch.cuda.memory_allocated(index)
+        return torch.cuda.mem_get_info(index)[0] + held
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:

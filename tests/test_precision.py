@@ -9,7 +9,7 @@ import torch
 from iics.features import extract_features
 from iics.models import ClassifierHead, build_backbone
 from iics.models.aibn import AIBN2d
-from iics.runtime import compute_context, resolve_device, resolve_precision
+from iics.runtime import compute_context, free_memory, resolve_device, resolve_precision
 from iics.settings import Augment, InterTraining, IntraTraining, Optimizer
 from iics.training import train_inter_camera, train_intra_camera
 
@@ -42,6 +42,28 @@ def test_resolve_device_accepts_cpu_and_refuses_what_is_not_there():
             resolve_device(name)
     with pytest.raises(ValueError, match="'cuda:99' requested but"):
         resolve_device("cuda:99")
+
+
+def test_free_memory_on_cuda_asks_by_index(monkeypatch):
+    """`auto` gives torch.device("cuda"), without an index, which torch.cuda.mem_get_info refuses
+    before torch 2.5 (a ValueError): free_memory passes the current device's index instead. The
+    CUDA calls are stood in for here, as torch 2.4's mem_get_info takes its argument."""
+    def index_of(device):
+        if isinstance(device, torch.device):
+            device = device.index
+        if not isinstance(device, int):  # torch < 2.5: _get_device_index(device) without optional=True
+            raise ValueError(f"Expected a torch.device with a specified index or an integer, but got:{device}")
+        return device
+
+    def mem_get_info(device=None):
+        return (1000 + index_of(device), 5000)
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 300 + 10 * index_of(device))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 100)
+    assert free_memory(torch.device("cuda")) == 1001 + 310 - 100
+    assert free_memory(torch.device("cuda", 0)) == 1000 + 300 - 100
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")

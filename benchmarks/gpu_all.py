@@ -51,7 +51,7 @@ NOT_COPIED = {".venv", "runs", "dvc_plots", "prepared", "__pycache__", ".pytest_
 
 def patched_tree(dest: Path) -> Path:
     """A copy of the repository at `dest` (made afresh) with GRAPH_PATCH applied by `git apply`;
-    a CalledProcessError when the patch does not apply."""
+    a CalledProcessError when the patch does not apply, an OSError when git is not installed."""
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(REPO, dest, symlinks=True,
                     ignore=lambda folder, names: [n for n in names if n in NOT_COPIED or (n == "cache" and folder.endswith(".dvc"))])
@@ -110,9 +110,10 @@ def main() -> None:
             if patched is None:
                 try:
                     patched = patched_tree(Path(tempfile.gettempdir()) / "iics-cuda-graph")
-                except subprocess.CalledProcessError as error:
+                except (subprocess.CalledProcessError, OSError) as error:  # OSError: no git, a copy that failed
+                    reason = error.stderr if isinstance(error, subprocess.CalledProcessError) else error
                     with open(args.out_dir / "log.txt", "a") as log:
-                        log.write(f"== {step}: {GRAPH_PATCH.name} does not apply: {error.stderr}\n")
+                        log.write(f"== {step}: {GRAPH_PATCH.name} does not apply: {reason}\n")
                     print(f"{step}: {GRAPH_PATCH.name} does not apply", flush=True)
                     failed += 1
                     continue

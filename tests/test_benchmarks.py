@@ -263,6 +263,21 @@ def test_gpu_all_measures_the_cuda_graph_patch_in_a_patched_copy(tmp_path):
     assert {"graph_cuda_tests", "graph_round_market1501"} <= set(gpu_all.STEPS)
 
 
+def test_gpu_all_without_git_reports_the_graph_steps_and_goes_on(tmp_path, monkeypatch):
+    """A machine without git cannot make the patched copy: the graph_ steps are reported as failed
+    in the log and the exit status, not a traceback that ends the call's remaining steps."""
+    def no_git(dest):
+        raise FileNotFoundError(2, "No such file or directory", "git")
+
+    monkeypatch.setattr(gpu_all, "patched_tree", no_git)
+    monkeypatch.setattr(sys, "argv", ["gpu_all.py", str(tmp_path), "--steps", "graph_cuda_tests", "graph_round_market1501"])
+    with pytest.raises(SystemExit) as exit_status:
+        gpu_all.main()
+    assert exit_status.value.code == 2
+    log = (tmp_path / "log.txt").read_text()
+    assert "== graph_cuda_tests: cuda_graph.patch does not apply: [Errno 2] No such file or directory: 'git'" in log
+
+
 def test_cuda_graph_patch_still_applies():
     """benchmarks/cuda_graph.patch (training steps replayed from CUDA graphs, kept off main until
     it has run on a GPU: BENCHMARKS.md says why) applies to this tree. A change to a file it

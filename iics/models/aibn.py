@@ -84,9 +84,11 @@ def momentum_updates(running: Tensor, statistics: Tensor, momentum: float) -> No
     running.addmv_(statistics.T.to(running.dtype), weights, beta=(1.0 - momentum) ** parts)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.cache
 def _momentum_weights(parts: int, momentum: float, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """m (1 - m)^(P - 1 - p) for p = 0 .. P - 1, made once per device (no host copy per step)."""
+    """m (1 - m)^(P - 1 - p) for p = 0 .. P - 1, made once per device (no host copy per step) and
+    kept: a step replayed from a CUDA graph reads it at the address it had when captured, so an
+    evicted entry would be freed under it. A run meets a handful of keys."""
     return torch.tensor([momentum * (1.0 - momentum) ** (parts - 1 - p) for p in range(parts)], dtype=dtype,
                         device=device)
 

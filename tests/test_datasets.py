@@ -302,3 +302,21 @@ def test_bad_layout_and_missing_folder(tmp_path):
         index_dataset(tmp_path, "x", "voc")
     with pytest.raises(DatasetError, match="nowhere: no such folder"):
         index_dataset(tmp_path / "nowhere", "x", "market")
+
+
+def test_unlabelled_images_are_no_identity(tmp_path):
+    """summarize counts distinct pids >= 0: footage's unlabelled images (pid -1) are no identity."""
+    rows = [["image", "camid", "pid", "split"], ["a.jpg", "1", "", ""], ["b.jpg", "2", "", ""], ["c.jpg", "1", "3", ""],
+            ["q.jpg", "1", "5", "query"], ["g.jpg", "2", "5", "gallery"]]
+    make_footage(tmp_path, rows)
+    _, index = index_dataset(tmp_path, "cams", "csv")
+    assert summarize(index, "csv")["train"] == {"images": 3, "ids": 1, "cameras": 2}
+
+
+def test_a_folder_named_like_a_zip_is_not_the_dataset_zip(tmp_path):
+    """An unpacked copy beside the zip ('market.zip/' holding the folders) is no second zip."""
+    raw = tmp_path / "raw"
+    (raw / "unpacked.zip" / "query").mkdir(parents=True)
+    make_zip(raw / "market.zip", LAYOUT)
+    source, index = index_dataset(raw, "mine", "market")
+    assert source.name == "market.zip" and len(index) == 5

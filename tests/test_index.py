@@ -83,3 +83,11 @@ def test_fits_int64_bounds_pid_and_camid_digits():
     assert not fits_int64("9223372036854775808") and not fits_int64("99999999999999999999")
     assert INT64_MAX == np.iinfo(np.int64).max
     assert not fits_int64("7" * 5000)  # int() of it would fail on Python's 4,300-digit limit instead
+
+
+def test_read_index_finds_columns_by_header_name_in_any_order(tmp_path):
+    path = tmp_path / "index.csv"
+    path.write_text("split,camid,image,pid\ntrain,3,a.jpg,7\nquery,1,b.jpg,-1\n")
+    index = read_index(path)
+    assert index["image"].tolist() == ["a.jpg", "b.jpg"] and index["split"].tolist() == ["train", "query"]
+    assert index["pid"].tolist() == [7, -1] and index["camid"].tolist() == [3, 1]

@@ -121,6 +121,18 @@ def test_index_market_zip(tmp_path):
     assert index["pid"].dtype == np.int64 and index["camid"].dtype == np.int64
 
 
+
+@pytest.mark.parametrize("top", [TOP, ""])
+def test_hidden_files_inside_the_split_folders_are_skipped(tmp_path, top):
+    """An AppleDouble '._<crop>.jpg' or '.DS_Store' beside the crops (as macOS writes on a FAT
+    disk) is no crop: skipped, not 'cannot parse image name'. The __MACOSX/ copy in LAYOUT lies
+    outside the chosen folder, so it tested only the layout search."""
+    members = {**market_at(top), top + "query/._0003_c1s2_000123_01.jpg": b"\x00\x05",
+               top + "bounding_box_train/.DS_Store": b"\x00", top + "bounding_box_test/._0000_c6s1_000001_01.jpg": b"\x00"}
+    index = index_market_zip(make_zip(tmp_path / "hidden.zip", members))
+    assert list(index["image"]) == list(index_market_zip(make_zip(tmp_path / "plain.zip", market_at(top)))["image"])
+    assert not any(image.rpartition("/")[2].startswith(".") for image in index["image"])
+
 def test_index_without_top_folder(tmp_path):
     members = {name[len(TOP):]: data for name, data in LAYOUT.items() if name.startswith(TOP) and name != TOP}
     index = index_market_zip(make_zip(tmp_path / "flat.zip", members))

@@ -90,6 +90,8 @@ def test_training_settings_accept_numpy_integers_and_edge_values():
     ({"epochs": 4.0, "batch_per_camera": 8}, r"^epochs must be an integer >= 1, got 4.0$"),
     ({"epochs": 4, "batch_per_camera": 0}, r"^batch_per_camera must be an integer >= 1, got 0$"),
     ({"epochs": 4, "batch_per_camera": -2}, r"^batch_per_camera must be an integer >= 1, got -2$"),
+    # a bool is no count, though True == 1 passes ">= 1": only the bool check refuses it
+    ({"epochs": True, "batch_per_camera": 8}, r"^epochs must be an integer >= 1, got True$"),
 ])
 def test_intra_training_out_of_range(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -103,3 +103,34 @@ def test_a_round_array_of_the_wrong_kind_is_one_line(tmp_path, monkeypatch, name
 def test_round_arrays_as_the_stages_write_them_load(tmp_path, name, array):
     np.save(tmp_path / name, array)
     np.testing.assert_array_equal(common.load_round_array("s", tmp_path / name, 4), array)
+
+
+@pytest.mark.parametrize("name, array", [
+    ("intra_labels.npy", np.array([0, 1, 0], dtype=np.int64)),
+    ("inter_labels.npy", np.array([0, 1, 0, 2, 1], dtype=np.int64)),
+    ("features.npy", np.ones((3, 8), dtype=np.float32)),
+])
+def test_a_round_array_with_another_row_count_is_one_line(tmp_path, monkeypatch, name, array):
+    """Every array of a round holds one row per train image: one left by a run on another dataset
+    (3 or 5 rows for the index's 4) ends the stage before any work. Was checked only under dvc repro."""
+    monkeypatch.setattr(common, "ROOT", tmp_path)
+    path = tmp_path / "runs" / "r01" / name
+    path.parent.mkdir(parents=True)
+    np.save(path, array)
+    assert one_line_exit(lambda: common.load_round_array("intra_train r01", path, 4)) == (
+        f"intra_train r01: runs/r01/{name}: holds shape {array.shape}, expected one row for each of the 4 train "
+        "images in the index (written for another dataset or configuration? rerun the stage that writes it)")
+
+
+def test_a_missing_round_array_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "ROOT", tmp_path)
+    path = tmp_path / "runs" / "r01" / "intra_labels.npy"
+    assert one_line_exit(lambda: common.load_round_array("intra_train r01", path, 4)) == (
+        "intra_train r01: runs/r01/intra_labels.npy: not found (expected a file written by an earlier stage)")
+
+
+def test_float64_features_load(tmp_path):
+    """load_round_array's docstring: features are 2-D float32 or float64."""
+    array = np.ones((4, 8), dtype=np.float64)
+    np.save(tmp_path / "features.npy", array)
+    np.testing.assert_array_equal(common.load_round_array("s", tmp_path / "features.npy", 4), array)

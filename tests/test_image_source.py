@@ -118,13 +118,16 @@ def test_image_names_keep_images_and_drop_other_and_hidden_files(tmp_path):
     folder = tmp_path / "crops"
     (folder / "cam1").mkdir(parents=True)
     (folder / "__MACOSX" / "cam1").mkdir(parents=True)
-    for name in ("cam1/a.jpg", "cam1/B.PNG", "c.jpeg", "notes.txt", "cam1/.d.jpg", "__MACOSX/cam1/._a.jpg"):
+    (folder / ".Trash-1000" / "files").mkdir(parents=True)
+    for name in ("cam1/a.jpg", "cam1/B.PNG", "c.jpeg", "notes.txt", "cam1/.d.jpg", "__MACOSX/cam1/._a.jpg",
+                 "__MACOSX/cam1/a.jpg", ".Trash-1000/files/p.jpg"):  # each rule on its own, not only the leading dot
         (folder / name).write_bytes(b"x")
     with ImageSource(folder) as source:
         assert source.image_names() == ["c.jpeg", "cam1/B.PNG", "cam1/a.jpg"]
     archive = tmp_path / "crops.zip"
     with zipfile.ZipFile(archive, "w") as z:
-        for name in ("x/1.png", "x/readme.md", "__MACOSX/x/._1.png", "x/.hidden.png"):
+        for name in ("x/1.png", "x/readme.md", "__MACOSX/x/._1.png", "__MACOSX/x/1.png", "x/.hidden.png",
+                     "x/.thumbnails/1.png"):
             z.writestr(name, b"x")
     with ImageSource(archive) as source:
         assert source.image_names() == ["x/1.png"]

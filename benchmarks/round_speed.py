@@ -1,13 +1,14 @@
 """One IICS round at real-dataset scale, stage by stage, each stage script run as `dvc repro` runs
-it: time, throughput, peak host and GPU memory per stage. Needs no DVC (it runs the stage scripts
-directly, each in its own process, so their start-up is included; DVC's own work per stage,
-its start-up and hashing the stage's inputs and outputs, is not) and no dataset (it renders
-synthetic people).
+it: time, throughput, peak host and GPU memory per stage. Needs no DVC (it runs each stage with
+dvc.yaml's command, `python stages/run.py NAME ...`, so their start-up is included; DVC's own work
+per stage, its start-up and hashing the stage's inputs and outputs, is not) and no dataset (it
+renders synthetic people).
 
     python benchmarks/round_speed.py --scale market1501      # 12,936 train images, 6 cameras
     python benchmarks/round_speed.py --scale msmt17          # 32,621 train images, 15 cameras
     python benchmarks/round_speed.py --scale tiny            # a CPU smoke test in about a minute
     python benchmarks/round_speed.py --set precision=float32 # the plain float32 path, for comparison
+    IICS_WARM=0 python benchmarks/round_speed.py             # every stage in a fresh process (no warm start)
 
 The settings are the shipped paper configuration of that dataset (benchmarks/paper_params/,
 composed from conf/ by `python stages/configure.py dataset=<name>`; a test keeps them equal),
@@ -67,14 +68,15 @@ SCALES = {
         "clustering": {"intra_count": 30, "inter_count": 20}, "intra": {"batch_per_camera": 4},
         "inter": {"ids_per_batch": 4, "images_per_id": 2}, "features": {"batch_size": 64}}),
 }
-# One round in the order dvc repro runs it: (stage, script and arguments).
+# One round in the order dvc repro runs it: (stage, the arguments of stages/run.py, as dvc.yaml's
+# commands give them).
 ROUND = (
-    ("init", ["init_model.py"]),
-    ("features", ["features.py", "r00", "init"]),
-    ("intra_cluster", ["intra_cluster.py", "r00"]),
-    ("intra_train", ["intra_train.py", "r00", "init"]),
-    ("inter_affinity", ["inter_affinity.py", "r00"]),
-    ("inter_train", ["inter_train.py", "r00"]),
+    ("init", ["init_model"]),
+    ("features", ["features", "r00", "init"]),
+    ("intra_cluster", ["intra_cluster", "r00"]),
+    ("intra_train", ["intra_train", "r00", "init"]),
+    ("inter_affinity", ["inter_affinity", "r00"]),
+    ("inter_train", ["inter_train", "r00"]),
 )
 
 
@@ -177,7 +179,7 @@ def prepare(workdir: Path, scale_name: str, seed: int, overrides: list[dict]) ->
 
 def run_stage(project: Path, args: list[str]) -> dict:
     env = dict(os.environ, IICS_PROGRESS="0", PYTHONPATH=str(project))
-    report = measured([sys.executable, project / "stages" / args[0], *args[1:]], project, env)
+    report = measured([sys.executable, project / "stages" / "run.py", *args], project, env)
     gpu = [line for line in report["out"].splitlines() if line.startswith("peak GPU memory:")]
     report["peak_gpu_gib"] = float(gpu[-1].split()[3]) if gpu else None
     return report
@@ -201,6 +203,7 @@ def main() -> None:
     common = {"scale": args.scale, "train_images": images, "backbone": params["model"]["backbone"],
               "input": f"{params['dataset']['height']}x{params['dataset']['width']}", "device": device,
               "precision": params["precision"], "overrides": args.overrides,
+              "warm_start": os.environ.get("IICS_WARM", "1") != "0",
               "torch": torch.__version__, "date": date.today().isoformat(), "commit": commit}
     rows = []
     for stage, stage_args in ROUND:

@@ -22,14 +22,23 @@ RUNS = ROOT / "runs"
 METRICS = ROOT / "metrics"
 
 
-def _report_gpu_memory() -> None:
-    """At exit, the peak GPU memory of a stage that used CUDA (read by benchmarks/round_speed.py)."""
+def _report_peak_memory() -> None:
+    """At exit, the stage's peak host memory and, where it used CUDA, its peak GPU memory. The
+    benchmarks read these lines (benchmarks/measure.py): run by stages/run.py, a stage is a child
+    of the warm process, which the resource usage of the command that started it does not cover."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        pass
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        print(f"peak host memory: {peak // (2**20 if sys.platform == 'darwin' else 2**10)} MiB", file=sys.stderr)
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB", file=sys.stderr)
 
 
-atexit.register(_report_gpu_memory)
+atexit.register(_report_peak_memory)
 
 
 RECOMPOSE = "compose it from conf/ with python stages/configure.py"

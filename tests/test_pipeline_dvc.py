@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 import yaml
 from PIL import Image
-from tiny_repo import GIT, REPO, dvc_executable, make_tiny_repo, merge_config, run
+from tiny_repo import GIT, REPO, dvc_executable, make_tiny_repo, merge_config, run, stage_command
 
 
 def test_repro_then_experiment_changes_metrics(tmp_path):
@@ -209,7 +209,7 @@ def assert_stages_list_params_they_read(repo, env) -> None:
         stage = lock[name]
         listed = list(stage.get("params", {}).get("params.yaml", {}))
         deps = [dep["path"] for dep in stage.get("deps", [])]
-        script, *args = stage["cmd"].split()[1:]
+        script, args = stage_command(stage["cmd"])
         with params_changed(repo, variant):
             run([sys.executable, str(REPO / "tests" / "params_trace.py"), str(trace), script, *args], repo, env)
         read = json.loads(trace.read_text())

@@ -8,6 +8,7 @@ import ast
 from pathlib import Path
 
 import yaml
+from tiny_repo import stage_command
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,7 +68,7 @@ def covered(path: Path, deps: list[str]) -> bool:
 def stage_code(stage: dict) -> tuple[Path, list[str], set[Path]]:
     """A stage's script, its code deps (under iics/ and stages/) and the project files it imports."""
     body = stage.get("do", stage)
-    script = REPO / body["cmd"].split()[1]
+    script = REPO / stage_command(body["cmd"])[0]
     code_deps = [str(dep) for dep in body.get("deps", []) if str(dep).startswith(("iics/", "stages/"))]
     return script, code_deps, stage_imports(script)
 

@@ -33,6 +33,15 @@ def run(args: list, cwd: Path, env: dict) -> str:
     return result.stdout + result.stderr
 
 
+def stage_command(cmd: str) -> tuple[str, list[str]]:
+    """The stage script (a path relative to the project) and the arguments of a dvc.yaml `cmd`,
+    which runs every stage through the launcher: `python stages/run.py NAME ARG ...`."""
+    python, launcher, name, *args = cmd.split()
+    if (python, launcher) != ("python", "stages/run.py"):
+        raise ValueError(f"not a stage command through stages/run.py: {cmd!r}")
+    return f"stages/{name}.py", args
+
+
 def merge_config(base: dict, update: dict) -> None:
     """Merge nested `update` into `base` in place (each group `update` descends into must exist in `base`)."""
     for key, value in update.items():

@@ -32,11 +32,12 @@ PYTHON = sys.executable
 STEPS = {
     "cuda_tests": [PYTHON, "-m", "pytest", "-q", "tests/test_cuda_equivalence.py"],
     "round_market1501": [PYTHON, "benchmarks/round_speed.py", "--scale", "market1501"],
+    "round_market1501_cold": ["env", "IICS_WARM=0", PYTHON, "benchmarks/round_speed.py", "--scale", "market1501"],
     "round_market1501_float32": [PYTHON, "benchmarks/round_speed.py", "--scale", "market1501",
                                  "--set", "precision=float32"],
     "clustering_market1501": [PYTHON, "benchmarks/clustering_speed.py", "--scale", "market1501"],
     "train_profile": [PYTHON, "benchmarks/train_profile.py"],
-    "startup": [PYTHON, "benchmarks/startup.py"],
+    "startup": [PYTHON, "benchmarks/startup.py", "--tries", "3"],
     "evaluation_market1501": [PYTHON, "benchmarks/evaluation_speed.py", "--scale", "market1501"],
     "evaluation_msmt17": [PYTHON, "benchmarks/evaluation_speed.py", "--scale", "msmt17"],
     "round_msmt17": [PYTHON, "benchmarks/round_speed.py", "--scale", "msmt17"],

@@ -1,14 +1,17 @@
-"""Start-up cost of each stage script: a fresh Python importing the script's module (everything it
-imports at the top, torch included), without running its main().
+"""Start-up cost of each stage script: a fresh Python starting the script up to the point where it
+reads its arguments (`--help`: everything it imports at the top, torch included, then argparse),
+run on its own and through stages/run.py with the warm process up, as dvc.yaml runs it.
 
     python benchmarks/startup.py             # every stage, 5 tries each, median printed
     python benchmarks/startup.py --tries 9
 
 `dvc repro` starts one process per stage, five per round, so at 40 rounds every second of
-start-up costs over three minutes. Prints one JSON line per stage, after the floors no stage can
-go below: bare Python, `import torch`, and where CUDA is available `import torch` plus creating
-the CUDA context (the first tensor on the device), which every stage on a GPU pays before its
-work.
+start-up costs over three minutes. Prints one JSON line per stage (`cold_s`: `python
+stages/<stage>.py --help`; `warm_s`: `python stages/run.py <stage> --help`, the warm process
+started by an untimed first call), after the floors no stage run on its own can go below: bare
+Python, `import torch`, and where CUDA is available `import torch` plus creating the CUDA
+context (the first tensor on the device), which every stage on a GPU pays before its work, warm
+or not.
 """
 from __future__ import annotations
 
@@ -32,20 +35,19 @@ FLOORS = {"(bare python)": "pass", "(import torch)": "import torch"}
 CUDA_FLOOR = {"(import torch, CUDA context)": "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()"}
 
 
-def python_seconds(code: str) -> float:
-    """Wall time of a fresh Python running `code`."""
+def command_seconds(command: list[str]) -> float:
+    """Wall time of `command`, run from the repository root."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True)
-    return time.perf_counter() - start
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return seconds
 
 
-def import_code(stage: str) -> str:
-    return f"import sys; sys.path[:0] = [{str(REPO / 'stages')!r}, {str(REPO)!r}]; import {stage}"
-
-
-def median_seconds(code: str, tries: int) -> float:
-    python_seconds(code)  # warm the file cache and the bytecode cache
-    return statistics.median(python_seconds(code) for _ in range(tries))
+def median_seconds(command: list[str], tries: int) -> float:
+    command_seconds(command)  # warm the file and bytecode caches (and start the warm process)
+    return statistics.median(command_seconds(command) for _ in range(tries))
 
 
 def main() -> None:
@@ -56,9 +58,14 @@ def main() -> None:
               "machine": platform.processor() or platform.machine(), "python": platform.python_version()}
     cuda = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
                           capture_output=True, text=True, check=True).stdout.strip() == "True"
-    rows = {**FLOORS, **(CUDA_FLOOR if cuda else {}), **{stage: import_code(stage) for stage in ROUND_STAGES}}
-    for name, code in rows.items():
-        print(json.dumps({"stage": name, "median_s": round(median_seconds(code, args.tries), 3), **common}), flush=True)
+    floors = {**FLOORS, **(CUDA_FLOOR if cuda else {})}
+    for name, code in floors.items():
+        seconds = median_seconds([sys.executable, "-c", code], args.tries)
+        print(json.dumps({"stage": name, "median_s": round(seconds, 3), **common}), flush=True)
+    for stage in ROUND_STAGES:
+        cold = median_seconds([sys.executable, f"stages/{stage}.py", "--help"], args.tries)
+        warm = median_seconds([sys.executable, "stages/run.py", stage, "--help"], args.tries)
+        print(json.dumps({"stage": stage, "cold_s": round(cold, 3), "warm_s": round(warm, 3), **common}), flush=True)
 
 
 if __name__ == "__main__":

@@ -177,7 +177,8 @@ def run_warm(script: Path, argv: list[str]) -> int:
     address = warm_address()
     request = {"script": str(script), "argv": argv, "cwd": os.getcwd(), "environment": dict(os.environ),
                "path": sys.path, "umask": _current_umask()}
-    for attempt in range(3):
+    streams = [fd if _is_open(fd) else os.open(os.devnull, os.O_RDWR) for fd in (0, 1, 2)]
+    for _ in range(3):
         try:
             connection = _connect(address)
         except (ConnectionRefusedError, FileNotFoundError):
@@ -185,7 +186,7 @@ def run_warm(script: Path, argv: list[str]) -> int:
             continue
         with connection:
             try:
-                _send(connection, request, [0, 1, 2])
+                _send(connection, request, streams)
                 reply, _ = _receive(connection)
             except OSError:
                 reply = None
@@ -193,6 +194,14 @@ def run_warm(script: Path, argv: list[str]) -> int:
                 continue
             return _wait_for_stage(connection, reply["pid"], script)
     raise WarmProcessUnavailable("no warm process took the stage after three tries")
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def _current_umask() -> int:

@@ -24,7 +24,8 @@ import json, os, sys, time
 report = {"argv": sys.argv[1:], "cwd": os.getcwd(), "marker": os.environ.get("PROBE_MARKER"),
           "stage": os.environ.get("DVC_STAGE"), "stdin": sys.stdin.readline().strip(),
           "torch_loaded": "torch" in sys.modules, "pid": os.getpid(), "parent": os.getppid(),
-          "path0": sys.path[0], "main": __name__, "umask": os.umask(0o022)}
+          "path0": sys.path[0], "main": __name__, "umask": os.umask(0o022),
+          "stdin_is_devnull": os.path.samestat(os.fstat(0), os.stat(os.devnull))}
 print(json.dumps(report), flush=True)
 print("to stderr", file=sys.stderr)
 action = sys.argv[1] if len(sys.argv) > 1 else ""
@@ -171,3 +172,13 @@ def test_every_dvc_stage_runs_through_the_launcher():
     commands = [stage.get("do", stage)["cmd"] for stage in stages.values()]
     assert commands and all(cmd.startswith("python stages/run.py ") for cmd in commands)
     assert all((REPO / "stages" / f"{cmd.split()[2]}.py").is_file() for cmd in commands)
+
+
+def test_a_launcher_without_stdin_still_hands_the_stage_over(stages):
+    """A closed standard stream (a launcher started with fd 0 closed) reaches the stage as
+    /dev/null rather than sending the stage back to the launcher's own process."""
+    result = subprocess.run([sys.executable, str(stages / "run.py"), "probe"], cwd=stages.parent,
+                            env=environment(True), preexec_fn=lambda: os.close(0),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 0 and result.stderr == "to stderr\n"
+    assert report(result)["torch_loaded"] and report(result)["stdin_is_devnull"]

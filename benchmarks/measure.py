@@ -24,9 +24,10 @@ def measured(args: list, cwd: str | os.PathLike, env: dict) -> dict:
     """Run `args`; return {seconds, peak_kib (largest RSS of any of its processes), out (stdout +
     stderr)}. A non-zero exit stops the benchmark with the command's output tail. Stages started
     through stages/run.py run as children of the warm process, outside the command's process tree,
-    so their own report (`peak host memory: N MiB`, printed by every stage at exit) counts too."""
-    result = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], cwd=cwd, env=env,
-                            capture_output=True, text=True)
+    so their own report (`peak host memory: N MiB`, which every stage prints at exit with
+    IICS_REPORT_MEMORY=1, set here) counts too."""
+    result = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], cwd=cwd,
+                            env={**env, "IICS_REPORT_MEMORY": "1"}, capture_output=True, text=True)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     if report["code"] != 0:
         raise SystemExit(f"{' '.join(map(str, args))} failed in {cwd}:\n{report['out'][-3000:]}")

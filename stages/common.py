@@ -23,9 +23,13 @@ METRICS = ROOT / "metrics"
 
 
 def _report_peak_memory() -> None:
-    """At exit, the stage's peak host memory and, where it used CUDA, its peak GPU memory. The
-    benchmarks read these lines (benchmarks/measure.py): run by stages/run.py, a stage is a child
-    of the warm process, which the resource usage of the command that started it does not cover."""
+    """At exit, with IICS_REPORT_MEMORY=1 (set by benchmarks/measure.py), the stage's peak host
+    memory and, where it used CUDA, its peak GPU memory, on stderr. The benchmarks read these
+    lines: run by stages/run.py, a stage is a child of the warm process, which the resource usage
+    of the command that started it does not cover. Otherwise nothing, so that a stage that fails
+    says why in one line."""
+    if os.environ.get("IICS_REPORT_MEMORY") != "1":
+        return
     try:
         import resource
     except ImportError:  # Windows

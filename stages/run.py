@@ -258,6 +258,9 @@ def serve(name: str, ready_fd: int) -> None:
                 ready.write("taken")  # another caller's warm process got there first
                 return
             listener.listen(64)
+        except WarmProcessUnavailable as error:
+            ready.write(f"the warm process could not start: {error}")
+            return
         except Exception as error:  # noqa: BLE001 - the caller reports it and runs the stage itself
             ready.write(f"the warm process could not start: {type(error).__name__}: {error}".splitlines()[0])
             return
@@ -324,7 +327,10 @@ class Server:
             connection.close()
 
     def accept(self) -> None:
-        connection, _ = self.listener.accept()
+        try:
+            connection, _ = self.listener.accept()
+        except OSError:  # the caller left before it was accepted, or no descriptors are left
+            return
         _, uid, _ = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                              struct.calcsize("3i")))
         if uid != os.getuid():  # only its own user's stages
@@ -341,11 +347,17 @@ class Server:
                 os.close(fd)
             connection.close()
             return
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            pid = None
         if pid == 0:
             self.run_child(request, fds, connection)
         for fd in fds:
             os.close(fd)
+        if pid is None:  # its caller sees the connection close before a pid and tries again
+            connection.close()
+            return
         try:
             _send(connection, {"pid": pid})
         except OSError:

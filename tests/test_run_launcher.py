@@ -25,7 +25,8 @@ report = {"argv": sys.argv[1:], "cwd": os.getcwd(), "marker": os.environ.get("PR
           "stage": os.environ.get("DVC_STAGE"), "stdin": sys.stdin.readline().strip(),
           "torch_loaded": "torch" in sys.modules, "pid": os.getpid(), "parent": os.getppid(),
           "path0": sys.path[0], "main": __name__, "umask": os.umask(0o022),
-          "stdin_is_devnull": os.path.samestat(os.fstat(0), os.stat(os.devnull))}
+          "stdin_is_devnull": os.path.samestat(os.fstat(0), os.stat(os.devnull)),
+          "project_loaded": sorted(m for m in sys.modules if m.split(".")[0] in ("iics", "common", "run"))}
 print(json.dumps(report), flush=True)
 print("to stderr", file=sys.stderr)
 action = sys.argv[1] if len(sys.argv) > 1 else ""
@@ -87,6 +88,8 @@ def test_a_stage_runs_in_a_child_of_the_warm_process_as_it_would_in_its_own(stag
     assert (warm_report["umask"], again["umask"]) == (0o022, 0o077)
     # ... but started with torch imported, by the one warm process that serves both runs.
     assert warm_report["torch_loaded"] and again["torch_loaded"] and not cold_report["torch_loaded"]
+    # Nothing of the project is: each stage imports the code as it is now.
+    assert warm_report["project_loaded"] == again["project_loaded"] == []
     assert warm_report["parent"] == again["parent"] != warm_report["pid"]
     assert warm_report["pid"] != again["pid"]
 

@@ -100,7 +100,7 @@ def warm_address() -> str:
     aside) and set of process limits, CPUs and priority (which children inherit from it)."""
     import resource  # Linux only, as the warm process is
 
-    environment = sorted((k, v) for k, v in os.environ.items() if k not in PER_STAGE_VARIABLES)
+    environment = sorted(_shared_environment().items())
     limits = [resource.getrlimit(getattr(resource, name)) for name in sorted(dir(resource)) if name.startswith("RLIMIT_")]
     identity = json.dumps([
         sys.executable, sys.version, subprocess._args_from_interpreter_flags(), sys.path[1:], environment,
@@ -108,6 +108,12 @@ def warm_address() -> str:
         hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),  # an edited launcher starts a new one
     ])
     return f"\0iics-warm-{os.getuid()}-{hashlib.sha256(identity.encode()).hexdigest()[:32]}"
+
+
+def _shared_environment() -> dict[str, str]:
+    """This process's environment but for what differs from stage to stage: what a warm process
+    is started with, and what it and its callers are matched by."""
+    return {k: v for k, v in os.environ.items() if k not in PER_STAGE_VARIABLES}
 
 
 def _send(connection: socket.socket, message: dict, fds: list[int] = ()) -> None:
@@ -119,25 +125,23 @@ def _send(connection: socket.socket, message: dict, fds: list[int] = ()) -> None
 def _receive(connection: socket.socket, max_fds: int = 0) -> tuple[dict | None, list[int]]:
     """One message and the file descriptors sent with it; (None, []) when the peer closed first."""
     header, fds, _, _ = socket.recv_fds(connection, 8, max_fds)
-    while header and len(header) < 8:
-        more = connection.recv(8 - len(header))
-        if not more:
-            break
-        header += more
-    if len(header) < 8:
+    header = _read_to(connection, 8, header) if header else None
+    payload = _read_to(connection, struct.unpack("!Q", header)[0]) if header is not None else None
+    if payload is None:
         for fd in fds:
             os.close(fd)
         return None, []
-    (size,) = struct.unpack("!Q", header)
-    payload = b""
-    while len(payload) < size:
-        more = connection.recv(size - len(payload))
-        if not more:
-            for fd in fds:
-                os.close(fd)
-            return None, []
-        payload += more
     return json.loads(payload), fds
+
+
+def _read_to(connection: socket.socket, size: int, data: bytes = b"") -> bytes | None:
+    """`data` completed to `size` bytes from the connection; None when the peer closes first."""
+    while len(data) < size:
+        more = connection.recv(size - len(data))
+        if not more:
+            return None
+        data += more
+    return data
 
 
 def _connect(address: str) -> socket.socket:
@@ -154,13 +158,12 @@ def start_warm_process(address: str) -> None:
     """Start a warm process listening on `address` and wait until it listens (or another one
     started at the same moment does)."""
     read_end, write_end = os.pipe()
-    environment = {k: v for k, v in os.environ.items() if k not in PER_STAGE_VARIABLES}
     try:
         starter = subprocess.Popen(
             [sys.executable, *subprocess._args_from_interpreter_flags(), __file__, "--serve", address[1:],
              str(write_end)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=(write_end,), start_new_session=True, env=environment, cwd="/",
+            pass_fds=(write_end,), start_new_session=True, env=_shared_environment(), cwd="/",
         )
     finally:
         os.close(write_end)

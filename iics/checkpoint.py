@@ -79,11 +79,32 @@ def load_backbone(path: str | os.PathLike, expected_name: str | None = None) -> 
     if expected_name is not None and name != expected_name:
         raise CheckpointError(path, f"holds a {name!r} backbone but the configuration asks for {expected_name!r}")
     try:
-        model = build_backbone(name)
-        model.load_state_dict(payload["state_dict"])
+        # Built on the meta device, the network is only its structure: its random initialisation,
+        # which takes longer than reading the file (ResNet-50: 0.26 s against 0.09 s on a CPU
+        # core), would be overwritten anyway. The file's tensors then become its parameters and
+        # buffers.
+        with torch.device("meta"):
+            model = build_backbone(name)
+        model.load_state_dict(_as_built(model, payload["state_dict"]), assign=True)
     except (ValueError, RuntimeError) as error:  # an unknown name; missing, extra or misshapen weights
         raise CheckpointError(path, f"its {name!r} weights cannot be loaded ({one_line_reason(error)})") from None
     return model, name
+
+
+def _as_built(model: nn.Module, state: dict) -> dict:
+    """`state` with each tensor in the dtype and layout of `model`'s (meta) tensor in its place, as
+    a copy into the built network would leave it: a channels_last weight saved by a bf16 run
+    comes back in the built strides (a 1 x 1 kernel's too, whose strides differ though its memory
+    order does not), a float64 one as float32. Misshapen tensors are left to load_state_dict."""
+    built = model.state_dict()
+    laid_out = {}
+    for key, value in state.items():
+        like = built.get(key)
+        if (isinstance(value, torch.Tensor) and like is not None and value.shape == like.shape
+                and (value.dtype != like.dtype or value.stride() != like.stride())):
+            value = torch.empty_strided(like.shape, like.stride(), dtype=like.dtype).copy_(value)
+        laid_out[key] = value
+    return laid_out
 
 
 def trained_input_size(path: str | os.PathLike) -> tuple[int, int] | None:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from iics.checkpoint import CheckpointError, load_backbone, load_heads, save_backbone
-from iics.models import ClassifierHead, build_backbone
+from iics.models import BACKBONES, ClassifierHead, build_backbone
 
 
 def test_checkpoint_round_trip_with_heads(tmp_path):
@@ -25,6 +25,32 @@ def test_checkpoint_round_trip_with_heads(tmp_path):
         expected, got = saved.state_dict(), restored.state_dict()
         assert expected.keys() == got.keys()
         assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_a_loaded_backbone_is_the_saved_one_built_the_plain_way(tmp_path, name):
+    """load_backbone builds the network on the meta device and takes the file's tensors as its own:
+    the same parameters and buffers (values, dtypes, contiguous strides, trainable) as building it
+    and copying the file in, and the same training forward. A channels_last weight, as a bf16 run
+    saves, comes back contiguous as a copy into a built network would."""
+    torch.manual_seed(0)
+    model = build_backbone(name).to(memory_format=torch.channels_last)
+    model.train()(torch.randn(2, 3, 64, 32))  # running statistics away from their initial values
+    save_backbone(model, name, tmp_path / "m.pt")
+    loaded, _ = load_backbone(tmp_path / "m.pt", name)
+    plain = build_backbone(name)
+    plain.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True)["state_dict"])
+    expected, got = plain.state_dict(), loaded.state_dict()
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert not got[key].is_meta and got[key].dtype == expected[key].dtype, key
+        assert got[key].stride() == expected[key].stride() and torch.equal(got[key], expected[key]), key
+    assert [p.requires_grad for p in loaded.parameters()] == [True] * len(list(plain.parameters()))
+    x = torch.randn(2, 3, 64, 32)
+    torch.manual_seed(1)  # ConvNeXt's stochastic depth draws in training
+    before = plain.train()(x)
+    torch.manual_seed(1)
+    assert torch.equal(loaded.train()(x), before)
 
 
 def test_a_checkpoint_that_cannot_serve_is_one_checkpoint_error_naming_the_file(tmp_path):
@@ -66,6 +92,13 @@ def test_a_checkpoint_that_cannot_serve_is_one_checkpoint_error_naming_the_file(
     extra = reason(load_backbone, tmp_path / "extra.pt")
     assert extra.startswith("its 'resnet18' weights cannot be loaded (Unexpected key(s) in state_dict: \"fc.weight\"")
     assert len(extra) < 200
+    payload = torch.load(tmp_path / "plain.pt", weights_only=True)
+    payload["state_dict"]["conv1.weight"] = payload["state_dict"]["conv1.weight"].double()
+    torch.save(payload, tmp_path / "double.pt")  # read into the float32 network, as a copy into it would be
+    assert load_backbone(tmp_path / "double.pt")[0].conv1.weight.dtype == torch.float32
+    payload["state_dict"]["conv1.weight"] = torch.zeros(3, 3)
+    torch.save(payload, tmp_path / "misshapen.pt")
+    assert "size mismatch for conv1.weight" in reason(load_backbone, tmp_path / "misshapen.pt")
 
 
 def test_checkpoint_records_the_training_image_size(tmp_path):

@@ -12,6 +12,11 @@ started by an untimed first call), after the floors no stage run on its own can 
 Python, `import torch`, and where CUDA is available `import torch` plus creating the CUDA
 context (the first tensor on the device), which every stage on a GPU pays before its work, warm
 or not.
+
+Then, per backbone, the two ways a stage gets a network, timed in this process (median of the
+tries after one untimed): `build_s`, building it with its random initialisation (only `init`
+does that), and `load_s`, `iics.checkpoint.load_backbone` reading a saved one (every other stage
+that runs a network), which builds it on the meta device so as not to pay the initialisation.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -50,6 +56,34 @@ def median_seconds(command: list[str], tries: int) -> float:
     return statistics.median(command_seconds(command) for _ in range(tries))
 
 
+def in_process_median(call, tries: int) -> float:
+    """Median wall time of `call()` over `tries` calls, after one untimed call."""
+    call()
+    times = []
+    for _ in range(tries):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def model_loading(tries: int, common: dict) -> None:
+    """Print a JSON line per backbone: building it from scratch against loading a saved one."""
+    import torch
+
+    from iics.checkpoint import load_backbone, save_backbone
+    from iics.models import BACKBONES, build_backbone
+
+    with tempfile.TemporaryDirectory() as folder:
+        for name in BACKBONES:
+            path = Path(folder) / f"{name}.pt"
+            save_backbone(build_backbone(name), name, path)
+            build = in_process_median(lambda: build_backbone(name), tries)
+            load = in_process_median(lambda: load_backbone(path, name), tries)
+            print(json.dumps({"backbone": name, "build_s": round(build, 3), "load_s": round(load, 3),
+                              "megabytes": round(path.stat().st_size / 2**20, 1), **common}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tries", type=int, default=5)
@@ -66,6 +100,7 @@ def main() -> None:
         cold = median_seconds([sys.executable, f"stages/{stage}.py", "--help"], args.tries)
         warm = median_seconds([sys.executable, "stages/run.py", stage, "--help"], args.tries)
         print(json.dumps({"stage": stage, "cold_s": round(cold, 3), "warm_s": round(warm, 3), **common}), flush=True)
+    model_loading(args.tries, common)
 
 
 if __name__ == "__main__":

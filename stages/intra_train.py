@@ -26,7 +26,6 @@ def main() -> None:
     t = round_number(params, args.round)
     seed = stage_seed(params, t, 1)
     training, sgd, augmentation = intra_training(params), optimizer(params, "intra"), augment(params)
-    seed_everything(seed)
     device, bf16 = device_and_precision(params)
     index = load_index(params, stage)
     train = split_rows(index, "train")
@@ -36,6 +35,7 @@ def main() -> None:
 
     with inputs_must_load(stage):
         backbone, name = load_backbone(round_dir(args.previous) / "model.pt", params["model"]["backbone"])
+    seed_everything(seed)  # the heads' initial weights: the first draws after seeding, however the backbone is built
     heads = [
         ClassifierHead(backbone.feature_dim, int(labels[camera_index == c].max()) + 1)
         for c in range(int(camera_index.max()) + 1)

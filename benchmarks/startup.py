@@ -13,10 +13,11 @@ Python, `import torch`, and where CUDA is available `import torch` plus creating
 context (the first tensor on the device), which every stage on a GPU pays before its work, warm
 or not.
 
-Then, per backbone, the two ways a stage gets a network, timed in this process (median of the
-tries after one untimed): `build_s`, building it with its random initialisation (only `init`
-does that), and `load_s`, `iics.checkpoint.load_backbone` reading a saved one (every other stage
-that runs a network), which builds it on the meta device so as not to pay the initialisation.
+Then, per backbone and for six camera heads, the two ways a stage gets a network, timed in this
+process (median of the tries after one untimed): `build_s`, building it with its random
+initialisation (only `init` does that), and `load_s`, reading a saved one with
+`iics.checkpoint.load_backbone` or `load_heads` (every other stage that runs a network), which
+build it on the meta device so as not to pay the initialisation.
 """
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def model_loading(tries: int, common: dict) -> None:
     """Print a JSON line per backbone: building it from scratch against loading a saved one."""
     import torch
 
-    from iics.checkpoint import load_backbone, save_backbone
+    from iics.checkpoint import load_backbone, load_heads, save_backbone
     from iics.models import BACKBONES, build_backbone
 
     with tempfile.TemporaryDirectory() as folder:
@@ -82,6 +83,20 @@ def model_loading(tries: int, common: dict) -> None:
             load = in_process_median(lambda: load_backbone(path, name), tries)
             print(json.dumps({"backbone": name, "build_s": round(build, 3), "load_s": round(load, 3),
                               "megabytes": round(path.stat().st_size / 2**20, 1), **common}), flush=True)
+        # The intra-camera heads inter_affinity loads beside ResNet-50: six cameras of about 500
+        # pseudo-identities each, as at Market-1501 scale.
+        path = Path(folder) / "heads.pt"
+        save_backbone(build_backbone("resnet50_aibn"), "resnet50_aibn", path, heads=heads_of_market_size())
+        build = in_process_median(heads_of_market_size, tries)
+        load = in_process_median(lambda: load_heads(path, 2048), tries)
+        print(json.dumps({"backbone": "6 heads, 2048 x 500", "build_s": round(build, 3), "load_s": round(load, 3),
+                          **common}), flush=True)
+
+
+def heads_of_market_size() -> list:
+    from iics.models import ClassifierHead
+
+    return [ClassifierHead(2048, 500) for _ in range(6)]
 
 
 def main() -> None:

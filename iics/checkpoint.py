@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -79,16 +80,22 @@ def load_backbone(path: str | os.PathLike, expected_name: str | None = None) -> 
     if expected_name is not None and name != expected_name:
         raise CheckpointError(path, f"holds a {name!r} backbone but the configuration asks for {expected_name!r}")
     try:
-        # Built on the meta device, the network is only its structure: its random initialisation,
-        # which takes longer than reading the file (ResNet-50: 0.26 s against 0.09 s on a CPU
-        # core), would be overwritten anyway. The file's tensors then become its parameters and
-        # buffers.
-        with torch.device("meta"):
-            model = build_backbone(name)
-        model.load_state_dict(_as_built(model, payload["state_dict"]), assign=True)
+        model = _holding(lambda: build_backbone(name), payload["state_dict"])
     except (ValueError, RuntimeError) as error:  # an unknown name; missing, extra or misshapen weights
         raise CheckpointError(path, f"its {name!r} weights cannot be loaded ({one_line_reason(error)})") from None
     return model, name
+
+
+def _holding(build: Callable[[], nn.Module], state: dict) -> nn.Module:
+    """The module `build()` makes, with the tensors of `state` as its parameters and buffers (each
+    parameter keeping the module's `requires_grad`). Built on the meta device, the module is only
+    its structure: its random initialisation, which the file's tensors replace anyway, would take
+    longer than reading them (ResNet-50: 0.23 s against 0.14 s on a CPU core; Market-1501's six
+    camera heads, 0.12 s). A ValueError or RuntimeError as `build` or `load_state_dict` raise it."""
+    with torch.device("meta"):
+        module = build()
+    module.load_state_dict(_as_built(module, state), assign=True)
+    return module
 
 
 def _as_built(model: nn.Module, state: dict) -> dict:
@@ -122,7 +129,7 @@ def load_heads(path: str | os.PathLike, feature_dim: int) -> list[nn.Module]:
     """Rebuild the classifier heads stored beside a backbone in `path`."""
     from iics.models import ClassifierHead
 
-    payload = _read(path)
+    payload = _read(path, mmap=True)  # only the heads' tensors are read; the backbone's stay on disk
     if "heads" not in payload:
         raise CheckpointError(path, "checkpoint has no classifier heads (expected an intra-camera model)")
     entries = payload["heads"]
@@ -132,10 +139,8 @@ def load_heads(path: str | os.PathLike, feature_dim: int) -> list[nn.Module]:
         raise CheckpointError(path, "its classifier heads are not a list of {'num_classes', 'state_dict'} entries")
     heads = []
     for number, entry in enumerate(entries):
-        head = ClassifierHead(feature_dim, entry["num_classes"])
         try:
-            head.load_state_dict(entry["state_dict"])
+            heads.append(_holding(lambda: ClassifierHead(feature_dim, entry["num_classes"]), entry["state_dict"]))
         except RuntimeError as error:
             raise CheckpointError(path, f"classifier head {number} cannot be loaded ({one_line_reason(error)})") from None
-        heads.append(head)
     return heads

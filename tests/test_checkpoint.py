@@ -25,6 +25,12 @@ def test_checkpoint_round_trip_with_heads(tmp_path):
         expected, got = saved.state_dict(), restored.state_dict()
         assert expected.keys() == got.keys()
         assert all(torch.equal(expected[k], got[k]) for k in expected)
+        assert not any(t.is_meta for t in got.values())  # built on the meta device, every tensor replaced
+        # The frozen zero BatchNorm bias stays frozen, as the head was built.
+        assert [p.requires_grad for p in restored.parameters()] == [p.requires_grad for p in saved.parameters()]
+        assert not restored.bn.bias.requires_grad
+        features = torch.randn(4, model.feature_dim)
+        assert torch.equal(restored.eval()(features), saved.eval()(features))
 
 
 @pytest.mark.parametrize("name", BACKBONES)
@@ -72,6 +78,9 @@ def test_a_checkpoint_that_cannot_serve_is_one_checkpoint_error_naming_the_file(
         "checkpoint not found (expected a file written by an earlier stage)")
     (tmp_path / "cut.pt").write_bytes(good[: len(good) // 2])
     assert reason(load_backbone, tmp_path / "cut.pt").startswith("not a readable PyTorch checkpoint, or a truncated one (")
+    # load_heads maps the file instead of reading it: a truncated one is still the same one line
+    assert reason(load_heads, tmp_path / "cut.pt", model.feature_dim).startswith(
+        "not a readable PyTorch checkpoint, or a truncated one (")
     (tmp_path / "text.pt").write_text("not a checkpoint\n")
     assert reason(load_backbone, tmp_path / "text.pt").startswith("not a readable PyTorch checkpoint, or a truncated one (")
     # Bytes of no checkpoint that the legacy unpickler reads as opcodes: IndexError and KeyError were tracebacks
@@ -86,6 +95,12 @@ def test_a_checkpoint_that_cannot_serve_is_one_checkpoint_error_naming_the_file(
                tmp_path / "headless.pt")
     assert reason(load_heads, tmp_path / "headless.pt", model.feature_dim) == (
         "its classifier heads are not a list of {'num_classes', 'state_dict'} entries")
+    torch.save({"backbone": "resnet18", "state_dict": model.state_dict(),
+                "heads": [{"num_classes": 3, "state_dict": ClassifierHead(model.feature_dim, 3).state_dict()},
+                          {"num_classes": 3, "state_dict": ClassifierHead(model.feature_dim, 2).state_dict()}]},
+               tmp_path / "misshapen_head.pt")
+    assert reason(load_heads, tmp_path / "misshapen_head.pt", model.feature_dim).startswith(
+        "classifier head 1 cannot be loaded (size mismatch for classifier.weight")
     payload = torch.load(tmp_path / "plain.pt", weights_only=True)
     payload["state_dict"]["fc.weight"] = torch.zeros(3)  # one weight the backbone does not have
     torch.save(payload, tmp_path / "extra.pt")

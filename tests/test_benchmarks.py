@@ -2,7 +2,8 @@
 seed summary, the commit a result is recorded at, round_speed.py runs a round end to end and
 evaluation_speed.py an evaluation, the
 neighbour shares of rerank_neighbours.py, the profile totals of train_profile.py, the operation
-counts of op_count.py, and that benchmarks/cuda_graph.patch still applies."""
+counts of op_count.py, the split of a round into commands and DVC's gaps of
+dvc_round_overhead.py, and that benchmarks/cuda_graph.patch still applies."""
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import dvc_round_overhead  # noqa: E402
 import extract_scale  # noqa: E402
 import gpu_all  # noqa: E402
 import op_count  # noqa: E402
@@ -161,6 +163,27 @@ def test_round_speed_runs_a_whole_round_on_the_cpu(tmp_path):
     # stage's child of the warm process is not in, holds about 15.
     assert all(row["peak_rss_mib"] > 100 for row in rows[:-1])
     assert all((row["peak_gpu_gib"] is None) != torch.cuda.is_available() for row in rows[1:-1])
+
+
+def test_dvc_round_overhead_splits_a_round_into_commands_and_gaps(tmp_path):
+    """The DVC overhead benchmark reruns the whole round on each try, its files at the sizes
+    claimed, and what it calls DVC's time is the wall time less the commands' own, gap by gap."""
+    from tiny_repo import dvc_executable
+
+    dvc, scale = dvc_executable(), dvc_round_overhead.SCALES["tiny"]
+    env = dvc_round_overhead.make_project(tmp_path, scale, dvc)
+    dvc_round_overhead.timed_repro(tmp_path, env, dvc, salt=0)
+    model = (tmp_path / "runs/r00/model.pt").read_bytes()
+    result = dvc_round_overhead.timed_repro(tmp_path, env, dvc, salt=1)
+    assert (tmp_path / "runs/r00/model.pt").read_bytes() != model  # fresh outputs to hash and cache
+    assert (tmp_path / "runs/r00/features.npy").stat().st_size == scale["train"] * 2048 * 4
+    assert (tmp_path / "runs/r00/model.pt").stat().st_size == dvc_round_overhead.MODEL_BYTES
+    assert list(result["gaps_s"]) == ["start -> features", "features -> intra_cluster", "intra_cluster -> intra_train",
+                                      "intra_train -> inter_affinity", "inter_affinity -> inter_train",
+                                      "inter_train -> exit"]
+    assert all(gap > 0 for gap in result["gaps_s"].values())
+    assert result["overhead_s"] == pytest.approx(sum(result["gaps_s"].values()), abs=1e-6)
+    assert result["wall_s"] == pytest.approx(result["commands_s"] + result["overhead_s"], abs=1e-6)
 
 
 def test_measured_takes_the_peak_memory_a_stage_reports(tmp_path):

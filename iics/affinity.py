@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from iics.arrays import as_tensor
 from iics.settings import check_at_least
 
 # Upper bound on the elements of one (rows x n) block of the result, per device type.
 MAX_CHUNK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 28}
-
-
-def _to_tensor(x, dtype=None, device=None) -> torch.Tensor:
-    t = x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
-    return t.to(device=device if device is not None else t.device, dtype=dtype or t.dtype)
 
 
 def _float(t: torch.Tensor) -> torch.Tensor:
@@ -32,7 +27,7 @@ def jaccard_similarity(probs):
     rows already done (the result is exactly symmetric), so the distances cost about half.
     """
     is_torch = isinstance(probs, torch.Tensor)
-    p = _float(_to_tensor(probs))
+    p = _float(as_tensor(probs))
     if p.ndim != 2:
         raise ValueError(f"probs must be 2-D (n x classes), got shape {tuple(p.shape)}")
     if not torch.isfinite(p).all():
@@ -66,12 +61,12 @@ def inter_camera_distance(features, probs, cams, mu: float):
     ``probs`` (n x c). Output follows the type and device of ``features``.
     """
     is_torch = isinstance(features, torch.Tensor)
-    f = _float(_to_tensor(features))
+    f = _float(as_tensor(features))
     if f.ndim != 2:
         raise ValueError(f"features must be 2-D, got shape {tuple(f.shape)}")
     n = f.shape[0]
-    p = _to_tensor(probs, device=f.device)
-    c = _to_tensor(cams, device=f.device).reshape(-1)
+    p = as_tensor(probs).to(f.device)
+    c = as_tensor(cams).to(f.device).reshape(-1)
     if p.ndim != 2 or p.shape[0] != n:
         raise ValueError(f"probs must have {n} rows, got shape {tuple(p.shape)}")
     if c.shape[0] != n:

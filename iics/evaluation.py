@@ -7,18 +7,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from iics.arrays import as_tensor
+
 # Upper bound on (queries in a chunk) x (gallery size); bounds the temporary tensors (about
 # 60 bytes an element: at MSMT17's 82,161 gallery images a chunk is 102 queries, 0.5 GB).
 MAX_CHUNK_ELEMENTS = 1 << 23
-
-
-def _distances(x) -> torch.Tensor:
-    """A tensor of the distance matrix `x` (tensor, NumPy array or list); a writable C-ordered
-    array is shared, any other (read-only, reversed or strided) is copied first."""
-    if isinstance(x, torch.Tensor):
-        return x.detach()
-    array = np.ascontiguousarray(x)
-    return torch.from_numpy(array if array.flags.writeable else array.copy())
 
 
 def _label_codes(query, gallery, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,7 +46,7 @@ def evaluate(
     rank-k is the fraction of kept queries whose first hit is in the top k. Ties keep gallery
     order.
     """
-    dist = _distances(distmat)
+    dist = as_tensor(distmat)
     device = dist.device
     qp, gp = _label_codes(query_pids, gallery_pids, device)
     qc, gc = _label_codes(query_cams, gallery_cams, device)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from iics.arrays import as_tensor
+
 # Upper bound on the elements of one temporary (per device type). Tests may lower it.
 MAX_CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 27}
 
@@ -174,7 +176,7 @@ def k_reciprocal(dist, k1: int = 20, k2: int = 6, lambda_value: float = 0.3):
     distances are clamped at 0, as in the reference.
     """
     is_torch = isinstance(dist, torch.Tensor)
-    d = dist.detach() if is_torch else torch.from_numpy(np.ascontiguousarray(dist))
+    d = as_tensor(dist)
     if d.ndim != 2 or d.shape[0] != d.shape[1]:
         raise ValueError(f"dist must be a square 2-D matrix, got shape {tuple(d.shape)}")
     n = d.shape[0]

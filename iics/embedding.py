@@ -25,6 +25,7 @@ from iics.checkpoint import load_backbone, trained_input_size
 from iics.features import extract_features, l2_normalize
 from iics.image_cache import check_image_size, decode_image
 from iics.image_source import IMAGE_EXTENSIONS, ImageSource
+from iics.progress import show_progress
 from iics.runtime import PRECISIONS, resolve_device, resolve_precision
 from iics.settings import check_count
 
@@ -71,13 +72,6 @@ def _write_npz(path: str, names: list[str], features: np.ndarray) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-
-
-def show_progress() -> bool:
-    """The pipeline stages' rule (stages/common.py): a progress bar when IICS_PROGRESS is 1, none
-    when it is 0, else (auto) only when stderr is a terminal, so piped logs stay free of bars."""
-    setting = os.environ.get("IICS_PROGRESS", "auto")
-    return setting == "1" or (setting == "auto" and os.isatty(2))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

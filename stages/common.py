@@ -15,6 +15,7 @@ import yaml
 from iics.errors import FileError
 from iics.image_cache import load_image_cache
 from iics.index import read_index
+from iics.progress import show_progress  # noqa: F401 (the stages import it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ROOT / "params.yaml"
@@ -227,10 +228,3 @@ def write_json(path: Path, payload: dict) -> None:
 def shown(path: Path) -> Path:
     """`path` as a message names it: relative to the project root where it lies inside."""
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-
-
-def show_progress() -> bool:
-    """Progress bars on an interactive terminal; quiet logs otherwise (CI, files)."""
-    return os.environ.get("IICS_PROGRESS", "auto") == "1" or (
-        os.environ.get("IICS_PROGRESS", "auto") == "auto" and os.isatty(2)
-    )

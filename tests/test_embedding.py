@@ -189,9 +189,13 @@ def test_progress_bar_follows_the_stages_rule(model, crops, checkpoint, tmp_path
     assert ("embed:" in capsys.readouterr().err) == bar
 
 
-@pytest.mark.parametrize("setting", [None, "0", "1", "auto"])
-@pytest.mark.parametrize("terminal", [False, True])
-def test_progress_rule_is_the_stages_rule(monkeypatch, setting, terminal):
+@pytest.mark.parametrize(("setting", "terminal", "bar"), [
+    (None, False, False), (None, True, True), ("auto", False, False), ("auto", True, True),
+    ("0", False, False), ("0", True, False), ("1", False, True), ("1", True, True),
+])
+def test_progress_rule(monkeypatch, setting, terminal, bar):
+    """One rule for the stages and this command: IICS_PROGRESS=1 forces a bar, 0 forbids it,
+    unset or auto draws one only when stderr is a terminal."""
     import sys
     from pathlib import Path
 
@@ -205,4 +209,5 @@ def test_progress_rule_is_the_stages_rule(monkeypatch, setting, terminal):
     else:
         monkeypatch.setenv("IICS_PROGRESS", setting)
     monkeypatch.setattr("os.isatty", lambda fd: terminal)
-    assert iics.embedding.show_progress() == common.show_progress()
+    assert iics.embedding.show_progress() is bar
+    assert common.show_progress() is bar

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from iics.arrays import as_tensor
 from iics.augment import eval_transform
 from iics.runtime import compute_context, place_batch, place_model
 from iics.settings import check_count
@@ -32,9 +33,7 @@ def cache_batches(
 
     def read(start: int) -> torch.Tensor:
         chunk = images[start:start + batch_size] if rows is None else images[rows[start:start + batch_size]]
-        # A slice of a read-only memory map is copied (torch warns about tensors on read-only
-        # memory); a row selection already is a fresh, writable array and is not copied again.
-        return torch.from_numpy(np.require(chunk, requirements="W"))
+        return as_tensor(chunk)  # a slice of a read-only memory map is copied, a row selection is not
 
     starts = tqdm(range(0, count, batch_size), desc=desc, disable=not progress, leave=False)
     return (read(start) for start in starts)

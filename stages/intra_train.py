@@ -35,7 +35,9 @@ def main() -> None:
 
     with inputs_must_load(stage):
         backbone, name = load_backbone(round_dir(args.previous) / "model.pt", params["model"]["backbone"])
-    seed_everything(seed)  # the heads' initial weights: the first draws after seeding, however the backbone is built
+    # The heads' initial weights come from a seed of their own, not the one `train_intra_camera`
+    # gives its augmentation generator: one random stream per purpose.
+    seed_everything(stage_seed(params, t, 3))
     heads = [
         ClassifierHead(backbone.feature_dim, int(labels[camera_index == c].max()) + 1)
         for c in range(int(camera_index.max()) + 1)
